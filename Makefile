@@ -1,0 +1,33 @@
+# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= test
+DEMO_IDX := build/demo.idx
+DEMO_ID := 04f0b07f-4b9f-4c55-bc5d-b693658fb32c
+
+.PHONY: demo test venv bench clean
+
+$(BIN)/.installed-$(EXTRAS): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+venv: $(BIN)/.installed-$(EXTRAS)
+
+demo: venv
+	$(BIN)/lookalike index examples/catalog --metadata examples/catalog.csv --out $(DEMO_IDX) --overwrite
+	$(BIN)/lookalike search $(DEMO_IDX) --id $(DEMO_ID) -k 8 --grid build/demo-by-id.png
+	$(BIN)/lookalike search $(DEMO_IDX) examples/catalog/shoes/0a30baec-1938-47c5-b495-68a51701b43d.jpg -k 8 --where class=shoes --grid build/demo-by-photo.png
+	$(BIN)/lookalike evaluate $(DEMO_IDX) --field class
+
+test: venv
+	$(BIN)/python -m pytest -q tests
+
+bench: EXTRAS = test,bench
+bench: venv
+	$(BIN)/python benchmarks/core.py
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

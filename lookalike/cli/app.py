@@ -1,0 +1,186 @@
+"""Commands for building and querying an index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..errors import LookalikeError
+from ..evaluate import evaluate as run_evaluate
+from ..grid import draw_rows
+from ..images import is_image_file, load_image
+from ..index import Index
+from ..models import load_model
+from ..models.pipeline import embed_batch
+from ..progress import RichProgress
+from ..search import parse_where
+from .common import cli_errors, err, out, print_report
+from .model import model_app
+
+app = typer.Typer(help="Visual search for fashion catalogs: index photos, find lookalikes.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app.add_typer(model_app, name="model")
+
+MODEL = typer.Option("default", "--model", "-m", help="default, classic, a registered name or a model folder")
+METADATA = typer.Option(None, "--metadata", help="CSV: Kaggle styles.csv or any CSV with an id column")
+ID_COL = typer.Option(None, "--id-column", help="metadata id column (default: id, sku, ...)")
+IMG_COL = typer.Option(None, "--image-column", help="metadata column with photo paths (default: image, path, ...)")
+
+
+@app.command()
+@cli_errors
+def index(photos: Path = typer.Argument(..., help="folder of product photos (searched recursively)"),
+          metadata: Optional[Path] = METADATA,
+          out_dir: Path = typer.Option(..., "--out", "-o", help="index directory to write"),
+          model: str = MODEL,
+          index_type: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large catalogs)"),
+          dtype: str = typer.Option("float16", help="stored vector precision: float16 or float32"),
+          overwrite: bool = typer.Option(False, help="replace an existing index"),
+          require_metadata: bool = typer.Option(False, help="skip photos without a metadata row"),
+          id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL,
+          batch_size: int = typer.Option(64, min=1, max=4096)):
+    """Index a catalog: embed every photo and write an index directory."""
+    with RichProgress(err) as progress:
+        idx = Index.build(photos, metadata, out=out_dir, model=model, index_type=index_type, dtype=dtype,
+                          overwrite=overwrite, batch_size=batch_size, progress=progress, id_column=id_column,
+                          image_column=image_column, require_metadata=require_metadata)
+    print_report(idx.report)
+    err.print(f"index written to [bold]{out_dir}[/] ({len(idx):,} products, model {idx.manifest['model']['id']})")
+
+
+@app.command()
+@cli_errors
+def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+           query: Optional[Path] = typer.Argument(None, help="a query photo"),
+           pid: Optional[str] = typer.Option(None, "--id", help="search from a product of the index"),
+           k: int = typer.Option(10, "-k", min=1, max=1000),
+           where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
+           include_self: bool = typer.Option(False, help="with --id: keep the product itself in the results"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON"),
+           grid: Optional[Path] = typer.Option(None, help="write a PNG of the query and its results")):
+    """Find the products most like a photo or a product."""
+    if (query is None) == (pid is None):
+        raise LookalikeError("give either a query photo or --id PRODUCT_ID")
+    idx = Index.load(index_dir)
+    results = idx.search(pid if pid is not None else load_image(query), k=k, where=parse_where(where),
+                         exclude_self=not include_self)
+    if as_json:
+        out.print_json(json.dumps({"query": pid or str(query), "results": [r.to_dict() for r in results]}))
+    else:
+        table = Table("#", "id", "score", *idx.columns[:5])
+        for rank, r in enumerate(results, 1):
+            table.add_row(str(rank), r.id, f"{r.score:.3f}", *(str(r.metadata.get(c) or "") for c in idx.columns[:5]))
+        out.print(table)
+    if grid:
+        image = load_image(idx.get(pid).path) if pid is not None else load_image(query)
+        draw_rows([(image, f"query {pid or query.name}", results)], grid)
+        err.print(f"grid written to {grid}")
+    if not results:
+        err.print("[yellow]no results[/] (the filters may match no product)")
+
+
+@app.command()
+@cli_errors
+def add(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+        photos: Path = typer.Argument(..., help="folder of new product photos"),
+        metadata: Optional[Path] = METADATA,
+        replace: bool = typer.Option(False, help="re-embed ids already in the index (default: keep them)"),
+        id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL):
+    """Add products to an index without rebuilding it."""
+    idx = Index.load(index_dir)
+    with RichProgress(err) as progress:
+        report = idx.add(photos, metadata, replace=replace, progress=progress, id_column=id_column,
+                         image_column=image_column)
+    print_report(report, "added")
+    err.print(f"{index_dir} now holds {len(idx):,} products")
+
+
+@app.command()
+@cli_errors
+def remove(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+           ids: List[str] = typer.Argument(..., help="product ids"),
+           missing_ok: bool = typer.Option(False, help="ignore ids that are not in the index")):
+    """Remove products from an index."""
+    idx = Index.load(index_dir)
+    removed = idx.remove(ids, missing_ok=missing_ok)
+    err.print(f"removed {removed} product(s); {index_dir} now holds {len(idx):,}")
+
+
+@app.command()
+@cli_errors
+def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
+          out_file: Path = typer.Option(..., "--out", "-o", help="vectors .npy (ids go to NAME.ids.txt)"),
+          model: str = MODEL, batch_size: int = typer.Option(64, min=1, max=4096)):
+    """Embed photos to an N x D float32 .npy of unit vectors, with their ids one a line beside it."""
+    files = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+        else:
+            files.append(item)
+    if not files:
+        raise LookalikeError("no photos found in the inputs")
+    embedder = load_model(model)
+    with RichProgress(err) as progress:
+        progress.start(len(files), "embedding")
+        result = embed_batch(embedder, list(enumerate(files)), batch_size=batch_size, progress=progress)
+    ids_file = out_file.with_suffix(".ids.txt")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp_vec, tmp_ids = out_file.with_name(out_file.name + ".tmp.npy"), ids_file.with_name(ids_file.name + ".tmp")
+    np.save(tmp_vec, result.vectors)
+    tmp_ids.write_text("".join(f"{files[k].stem}\n" for k in result.keys))
+    os.replace(tmp_vec, out_file)
+    os.replace(tmp_ids, ids_file)
+    for k, reason in result.errors[:10]:
+        err.print(f"  [yellow]skipped[/] {reason}", highlight=False)
+    err.print(f"embedded {len(result.keys):,} ({len(result.errors)} skipped) with {embedder.id}: "
+              f"{out_file} {result.vectors.shape}, ids in {ids_file}")
+
+
+@app.command()
+@cli_errors
+def evaluate(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+             fields: List[str] = typer.Option(..., "--field", "-f", help="column, or columns joined with +"),
+             k: int = typer.Option(10, "-k", min=1, max=100),
+             sample: Optional[int] = typer.Option(None, help="query this many random products (all by default)"),
+             as_json: bool = typer.Option(False, "--json")):
+    """Leave-one-out quality: do a product's neighbours share its labels? (P@1, P@k, mAP@k)"""
+    idx = Index.load(index_dir)
+    needed = sorted({c for f in fields for c in f.split("+")})
+    columns = {c: idx.meta.column(c) for c in needed}
+    scores = run_evaluate(idx.vectors(), columns, fields, k=k, sample=sample)
+    if as_json:
+        out.print_json(json.dumps([s.to_dict() for s in scores]))
+        return
+    table = Table("field", "queries", "P@1", f"P@{k}", f"mAP@{k}", title=f"{index_dir} ({idx.manifest['model']['id']})")
+    for s in scores:
+        table.add_row(s.field, f"{s.queries:,}", f"{s.p_at_1:.3f}", f"{s.p_at_k:.3f}", f"{s.map_at_k:.3f}")
+    out.print(table)
+
+
+@app.command()
+@cli_errors
+def info(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+         verify: bool = typer.Option(False, help="check every file's sha256"),
+         as_json: bool = typer.Option(False, "--json")):
+    """What an index holds: products, model, columns, size."""
+    idx = Index.load(index_dir, verify=verify)
+    data = idx.info()
+    data["facets"] = {c: idx.facets(c)[:5] for c in idx.columns}
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    table = Table(show_header=False, box=None)
+    for key in ("path", "products", "index_type", "dtype", "created", "updated"):
+        table.add_row(key, str(data[key]))
+    table.add_row("model", f"{data['model']['id']} ({data['model']['dim']} dims)")
+    table.add_row("size", f"{data['bytes'] / 1e6:.1f} MB" + (" (checksums verified)" if verify else ""))
+    for column, values in data["facets"].items():
+        table.add_row(column, ", ".join(f"{v} ({n})" for v, n in values) + (" ..." if len(values) == 5 else ""))
+    out.print(table)

@@ -1,0 +1,154 @@
+"""Safe image decoding: the one function every part of lookalike uses to turn bytes into RGB pixels.
+
+`load_image` accepts a path, raw bytes, a file object or a PIL image and always returns an 8-bit RGB image,
+upright (EXIF orientation applied), with transparency composited on white (the catalog's background), or
+raises `ImageError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+#: Decoded images larger than this many pixels are refused (a guard against decompression bombs).
+MAX_PIXELS = 50_000_000
+#: File extensions read from photo folders.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+ImageSource = Union[str, Path, bytes, bytearray, BinaryIO, Image.Image]
+
+
+def _describe(source: ImageSource, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return "<upload>" if isinstance(source, (bytes, bytearray)) else "<image>"
+
+
+def load_image(
+    source: ImageSource,
+    name: str | None = None,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode `source` into an upright 8-bit RGB image.
+
+    `draft_size` (width, height) lets JPEG decoding skip detail that a model resizing to that size throws away
+    (a 12-megapixel upload decodes several times faster); the result is never smaller than `draft_size`.
+    """
+    label = _describe(source, name)
+    if isinstance(source, Image.Image):
+        return _to_rgb(_upright(source), label)
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise ImageError(f"{label}: empty file")
+            fp: BinaryIO | str = io.BytesIO(source)
+        elif isinstance(source, (str, Path)):
+            path = Path(source)
+            if not path.is_file():
+                raise ImageError(f"{label}: no such file")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{label}: empty file")
+            fp = str(path)
+        else:
+            fp = source
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{label}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels"
+                )
+            if draft_size and img.format == "JPEG":
+                img.draft("RGB", draft_size)
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{label}: not an image (or a format Pillow cannot read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{label}: refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{label}: cannot decode image ({exc})") from None
+    return _to_rgb(_upright(img), label)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not lose the picture
+        return img
+
+
+def _to_rgb(img: Image.Image, label: str) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    try:
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return _high_depth_to_rgb(img)
+        if mode == "P":
+            img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+            mode = img.mode
+        if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+            rgba = img.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            canvas.alpha_composite(rgba)
+            return canvas.convert("RGB")
+        return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{label}: cannot convert {mode} image to RGB ({exc})") from None
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale: scale to 8 bits instead of clipping (Pillow's convert saturates at 255)."""
+    arr = np.asarray(img).astype(np.float64)
+    if img.mode == "F":
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        arr = (arr - lo) / (hi - lo or 1.0) * 255.0
+    else:
+        arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
+    grey = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L").convert("RGB")
+
+
+def is_image_file(path: Path) -> bool:
+    """True if `path` has an image extension lookalike reads."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def fit(img: Image.Image, size: tuple[int, int], policy: str = "pad", resample: int = Image.BILINEAR,
+        fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Resize to exactly `size` (width, height).
+
+    - `pad`: keep the aspect ratio, fit inside and pad with `fill` (white, like catalog photos).
+    - `stretch`: resize to the size, ignoring the aspect ratio.
+    - `crop`: keep the aspect ratio, cover the size and cut the centre.
+    """
+    width, height = size
+    if policy == "stretch":
+        return img.resize((width, height), resample)
+    if policy == "crop":
+        return ImageOps.fit(img, (width, height), method=resample)
+    if policy != "pad":
+        raise ValueError(f"unknown resize policy {policy!r} (pad, stretch, crop)")
+    scale = min(width / img.width, height / img.height)
+    new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    resized = img.resize(new, resample, reducing_gap=3.0 if scale < 0.5 else None)
+    if new == (width, height):
+        return resized
+    canvas = Image.new("RGB", (width, height), fill)
+    canvas.paste(resized, ((width - new[0]) // 2, (height - new[1]) // 2))
+    return canvas

@@ -1,0 +1,380 @@
+"""`Index`: a catalog's vectors, FAISS index and metadata in one directory, searchable by image or id."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..catalog import Catalog, CatalogProblems, Product
+from ..errors import IndexStoreError, LookalikeError, ModelError, NotFoundError
+from ..images import ImageSource
+from ..models import Embedder, load_model
+from ..models.pipeline import embed_batch
+from ..progress import NoProgress, Progress
+from ..search import Result, SelectorCache, Where, normalise_where, top_k
+from . import metadata as md
+from .store import read_manifest, write_atomically, write_lock, write_manifest
+
+VECTORS, FAISS = "vectors.npy", "index.faiss"
+INDEX_TYPES = ("flat", "hnsw")
+DTYPES = ("float16", "float32")
+
+
+@dataclass
+class BuildReport:
+    """What a build or an add did: shown as the closing summary."""
+
+    indexed: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)        # (id, reason): unreadable images
+    already_indexed: list[str] = field(default_factory=list)           # add: ids kept as they were
+    problems: CatalogProblems = field(default_factory=CatalogProblems)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.indexed + len(self.skipped)) / self.seconds if self.seconds else 0.0
+
+
+def _faiss_index(dim: int, index_type: str):
+    import faiss
+
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim)
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        return index
+    raise LookalikeError(f"unknown index type {index_type!r} (choose {', '.join(INDEX_TYPES)})")
+
+
+class Index:
+    """Open with `Index.load(path)`, create with `Index.build(photos, metadata, out=path)`."""
+
+    def __init__(self, path: str | Path, model: "str | Embedder | None" = None, verify: bool = False):
+        import faiss
+
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, verify=verify)
+        try:
+            self.faiss = faiss.read_index(str(self.path / FAISS))
+        except RuntimeError as exc:
+            raise IndexStoreError(f"{self.path}: cannot read {FAISS} ({exc})") from None
+        self.meta = md.MetadataStore(self.path / md.FILE)
+        self.ids = self.meta.ids()
+        if len(self.ids) != self.faiss.ntotal or len(self.ids) != self.manifest["count"]:
+            raise IndexStoreError(f"{self.path}: metadata, vectors and manifest disagree on the count; rebuild")
+        self._rows = {pid: row for row, pid in enumerate(self.ids)}
+        self._hashes = self.meta.hashes()
+        self._selectors = SelectorCache()
+        self._model: Embedder | None = None
+        self.report: BuildReport | None = None
+        if model is not None:
+            self._model = self._check_model(load_model(model))
+
+    # ---- opening and building -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, model: "str | Embedder | None" = None, verify: bool = False) -> "Index":
+        """Open an index. `model` overrides the one recorded in the manifest (it must be the same model);
+        `verify` checks every file's sha256 as well as its size."""
+        return cls(path, model=model, verify=verify)
+
+    @classmethod
+    def build(cls, photos: str | Path | None, metadata: str | Path | None = None, *, out: str | Path,
+              model: "str | Embedder" = "default", index_type: str = "flat", dtype: str = "float16",
+              overwrite: bool = False, batch_size: int = 64, progress: Progress | None = None,
+              id_column: str | None = None, image_column: str | None = None,
+              require_metadata: bool = False) -> "Index":
+        """Read a catalog, embed every photo (skipping unreadable ones), and write the index to `out`.
+        The returned index's `.report` says what was indexed and skipped."""
+        if index_type not in INDEX_TYPES:
+            raise LookalikeError(f"unknown index type {index_type!r} (choose {', '.join(INDEX_TYPES)})")
+        if dtype not in DTYPES:
+            raise LookalikeError(f"unknown vector dtype {dtype!r} (choose {', '.join(DTYPES)})")
+        out = Path(out)
+        started = time.perf_counter()
+        embedder = load_model(model)
+        catalog = Catalog.read(photos, metadata, id_column=id_column, image_column=image_column,
+                               require_metadata=require_metadata)
+        if not catalog.products:
+            raise LookalikeError("no photos found to index" + "".join(f"; {l}" for l in catalog.problems.lines()))
+        progress = progress or NoProgress()
+        with write_lock(out):
+            if out.exists() and not overwrite:
+                raise IndexStoreError(f"{out} already exists: pass overwrite (--overwrite) to rebuild it, "
+                                      "or use `lookalike add` to add products")
+            progress.start(len(catalog.products), "indexing")
+            result = embed_batch(embedder, [(i, p.path) for i, p in enumerate(catalog.products)],
+                                 batch_size=batch_size, progress=progress)
+            if not result.keys:
+                raise LookalikeError(f"none of the {len(catalog.products)} photos could be read; first error: "
+                                     f"{result.errors[0][1] if result.errors else '?'}")
+            products = [catalog.products[i] for i in result.keys]
+            columns = md.safe_columns(catalog.columns)
+            settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim},
+                        "metric": "cosine", "index_type": index_type, "dtype": dtype,
+                        "created": _now()}
+
+            def fill(tmp: Path) -> None:
+                index = _faiss_index(embedder.dim, index_type)
+                index.add(result.vectors)
+                _write_files(tmp, index, result.vectors.astype(dtype), columns,
+                             _records(products, result.hashes, catalog.columns, 0), columns, settings)
+
+            write_atomically(out, fill)
+        index = cls(out, model=embedder)
+        index.report = BuildReport(len(products), [(catalog.products[k].id, e) for k, e in result.errors],
+                                   problems=catalog.problems, seconds=time.perf_counter() - started)
+        return index
+
+    # ---- the model -------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Embedder:
+        """The embedder the index was built with (loaded on first use: search by id does not need it)."""
+        if self._model is None:
+            recorded = self.manifest["model"]
+            try:
+                self._model = self._check_model(load_model(recorded["name"]))
+            except ModelError as exc:
+                raise ModelError(f"this index was built with model {recorded['name']!r} ({recorded['id']}), "
+                                 f"which cannot be loaded here: {exc}") from None
+        return self._model
+
+    def _check_model(self, embedder: Embedder) -> Embedder:
+        recorded = self.manifest["model"]
+        if embedder.id != recorded["id"] or embedder.dim != recorded["dim"]:
+            raise ModelError(f"model mismatch: {self.path} was built with {recorded['id']} ({recorded['dim']} dims) "
+                             f"but the query model is {embedder.id} ({embedder.dim} dims); query with the same "
+                             "model or rebuild the index with this one")
+        return embedder
+
+    # ---- reading ---------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._rows
+
+    @property
+    def columns(self) -> list[str]:
+        return self.meta.columns
+
+    def row(self, pid: str) -> int:
+        try:
+            return self._rows[str(pid)]
+        except KeyError:
+            raise NotFoundError(f"no product with id {pid!r} in {self.path}") from None
+
+    def vector(self, pid: str) -> np.ndarray:
+        return self.faiss.reconstruct(self.row(pid))
+
+    def vectors(self) -> np.ndarray:
+        """All vectors, `(N, D)` float32, in `ids` order."""
+        return self.faiss.reconstruct_n(0, self.faiss.ntotal) if len(self) else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["model"]["dim"])
+
+    def get(self, pid: str) -> Result:
+        """A product's metadata and photo path, as a result with score 1."""
+        rec = self.meta.records([self.row(pid)])[self.row(pid)]
+        return _result(rec, 1.0)
+
+    def facets(self, column: str) -> list[tuple[str, int]]:
+        return self.meta.facets(column)
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {"path": str(self.path), "products": len(self), "model": m["model"], "index_type": m["index_type"],
+                "dtype": m["dtype"], "columns": self.columns, "created": m.get("created"),
+                "updated": m.get("updated"), "bytes": sum(f["bytes"] for f in m["files"].values())}
+
+    # ---- searching -------------------------------------------------------------------------------------
+    def search(self, query: "ImageSource | str | np.ndarray", k: int = 10, *, where: Where | None = None,
+               exclude: Iterable[str] = (), exclude_self: bool = True, collapse_duplicates: bool = True) -> list[Result]:
+        """The `k` most similar products to `query`: a product id (str), an image (path, bytes, PIL image) or
+        a vector. A string that is not an id but names a file is read as an image.
+
+        `where` keeps products whose column has one of the given values (`{"gender": "Women",
+        "subCategory": ["Topwear", "Dress"]}`). Searching by id leaves that product (and exact copies of
+        its photo) out unless `exclude_self=False`; `collapse_duplicates` shows one of several identical photos."""
+        return self.search_many([query], k, where=where, exclude=exclude, exclude_self=exclude_self,
+                                collapse_duplicates=collapse_duplicates)[0]
+
+    def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
+                    exclude_self: bool = True, collapse_duplicates: bool = True) -> list[list[Result]]:
+        excluded = {self.row(pid) for pid in exclude}
+        vecs, excl, excl_hash = [], [], []
+        for query in queries:
+            vec, row = self._query_vector(query)
+            vecs.append(vec)
+            skip, skip_hash = set(excluded), set()
+            if row is not None and exclude_self:
+                skip.add(row)
+                if self._hashes[row]:
+                    skip_hash.add(int(self._hashes[row]))
+            excl.append(skip)
+            excl_hash.append(skip_hash)
+        allowed, selector = self._filter(where)
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in queries]
+        hits = top_k(self.faiss, np.stack(vecs), k, allowed=allowed, exclude=excl, selector=selector,
+                     hashes=self._hashes if collapse_duplicates else None, exclude_hashes=excl_hash)
+        records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
+        return [[_result(records[r], s) for r, s in row_hits] for row_hits in hits]
+
+    def _query_vector(self, query) -> tuple[np.ndarray, int | None]:
+        if isinstance(query, np.ndarray) and query.dtype != np.uint8:
+            vec = np.asarray(query, np.float32).reshape(-1)
+            if vec.shape[0] != self.dim:
+                raise LookalikeError(f"query vector has {vec.shape[0]} dims, the index {self.dim}")
+            return vec / max(float(np.linalg.norm(vec)), 1e-12), None
+        if isinstance(query, (str, int)) and not isinstance(query, bool):
+            pid = str(query)
+            if pid in self._rows:
+                row = self._rows[pid]
+                return self.faiss.reconstruct(row), row
+            if not Path(pid).is_file():
+                raise NotFoundError(f"{pid!r} is neither a product id in this index nor an image file")
+        return self.model.encode(query), None
+
+    def _filter(self, where: Where | None):
+        import faiss
+
+        where = normalise_where(where)
+        if not where:
+            return None, None
+        key = tuple(sorted((c, tuple(sorted(v))) for c, v in where.items()))
+
+        def make():
+            rows = self.meta.rows_where(where)
+            return rows, (faiss.IDSelectorBatch(rows) if len(rows) else None)
+
+        return self._selectors.get(key, make)
+
+    # ---- writing ---------------------------------------------------------------------------------------
+    def add(self, photos: str | Path | None, metadata: str | Path | None = None, *, replace: bool = False,
+            batch_size: int = 64, progress: Progress | None = None, id_column: str | None = None,
+            image_column: str | None = None, require_metadata: bool = False) -> BuildReport:
+        """Embed new products and add them without rebuilding. Ids already in the index are left as they
+        are (listed in the report) unless `replace`, which re-embeds them with their new photo and metadata."""
+        started = time.perf_counter()
+        catalog = Catalog.read(photos, metadata, id_column=id_column, image_column=image_column,
+                               require_metadata=require_metadata)
+        progress = progress or NoProgress()
+        with write_lock(self.path):
+            self._reload()
+            report = BuildReport(problems=catalog.problems)
+            todo = [p for p in catalog.products if replace or p.id not in self._rows]
+            report.already_indexed = [p.id for p in catalog.products if not replace and p.id in self._rows]
+            progress.start(len(todo), "adding")
+            result = embed_batch(self.model, [(i, p.path) for i, p in enumerate(todo)], batch_size=batch_size,
+                                 progress=progress)
+            report.skipped = [(todo[k].id, e) for k, e in result.errors]
+            products = [todo[i] for i in result.keys]
+            if products:
+                drop = {self._rows[p.id] for p in products if p.id in self._rows}
+                self._rewrite(drop, result.vectors, products, result.hashes, catalog.columns)
+            report.indexed = len(products)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove(self, ids: Iterable[str], missing_ok: bool = False) -> int:
+        """Remove products by id. Unknown ids raise `NotFoundError` (nothing removed) unless `missing_ok`."""
+        ids = [str(i) for i in ids]
+        with write_lock(self.path):
+            self._reload()
+            unknown = [i for i in ids if i not in self._rows]
+            if unknown and not missing_ok:
+                raise NotFoundError(f"not in the index: {', '.join(unknown[:10])}; nothing was removed")
+            drop = {self._rows[i] for i in ids if i in self._rows}
+            if drop:
+                self._rewrite(drop, np.zeros((0, self.dim), np.float32), [], [], [])
+            return len(drop)
+
+    def _reload(self) -> None:
+        fresh = Index(self.path, model=self._model)
+        self.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "report"})
+
+    def _rewrite(self, drop: set[int], vectors: np.ndarray, products: list[Product], hashes: list[str],
+                 columns: list[str]) -> None:
+        """Write the next version: current rows minus `drop`, plus the new products, then reopen it."""
+        import faiss
+
+        keep = np.array([r for r in range(len(self)) if r not in drop], dtype=np.int64)
+        old_columns = self.columns
+        new_columns = old_columns + [c for c in md.safe_columns(columns) if c not in old_columns]
+        settings = {k: v for k, v in self.manifest.items() if k not in ("files", "count", "format", "version")}
+        settings["updated"] = _now()
+        dtype = self.manifest["dtype"]
+
+        def fill(tmp: Path) -> None:
+            if drop:
+                index = _faiss_index(self.dim, self.manifest["index_type"])
+                index.add(self.vectors()[keep])
+            else:
+                index = faiss.clone_index(self.faiss)
+            if len(vectors):
+                index.add(vectors)
+            stored = np.load(self.path / VECTORS, mmap_mode="r")
+            all_vectors = np.concatenate([np.asarray(stored[keep]), vectors.astype(dtype)])
+            _write_files(tmp, index, all_vectors, new_columns, _records(products, hashes, columns, len(keep)),
+                         md.safe_columns(columns), settings, base=(self.path / md.FILE, drop, old_columns))
+
+        write_atomically(self.path, fill)
+        self._reload()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _records(products: list[Product], hashes: list[str], columns: list[str], first_row: int):
+    for offset, (product, digest) in enumerate(zip(products, hashes)):
+        yield (first_row + offset, product.id, str(Path(product.path).absolute()) if product.path else None,
+               digest or None, *(product.metadata.get(c) for c in columns))
+
+
+def _write_files(folder: Path, index, vectors: np.ndarray, columns: list[str], records, record_columns: list[str],
+                 settings: dict, base: tuple[Path, set[int], list[str]] | None = None) -> None:
+    """Write vectors, FAISS index and metadata, then the manifest. The table has `columns`; `records` are
+    new rows whose metadata values follow `record_columns`; `base` = (old database, rows to drop, its
+    columns) carries the old rows over, renumbered."""
+    import faiss
+
+    np.save(folder / VECTORS, vectors)
+    faiss.write_index(index, str(folder / FAISS))
+    db = md.create(folder / md.FILE, columns)
+    try:
+        if base is not None:
+            old_path, drop, old_columns = base
+            db.execute("ATTACH DATABASE ? AS old", (f"file:{old_path}?mode=ro",))
+            db.execute("CREATE TEMP TABLE dropped (row INTEGER PRIMARY KEY)")
+            db.executemany("INSERT INTO dropped VALUES (?)", ((r,) for r in drop))
+            names = ", ".join(md.quote(c) for c in ("row", "id", "path", "sha1", *old_columns))
+            picked = ", ".join(md.quote(c) for c in ("id", "path", "sha1", *old_columns))
+            db.execute(f"INSERT INTO products ({names}) SELECT ROW_NUMBER() OVER (ORDER BY row) - 1, {picked} "
+                       "FROM old.products WHERE row NOT IN (SELECT row FROM dropped) ORDER BY row")
+            db.commit()
+            db.execute("DETACH DATABASE old")
+        md.insert(db, record_columns, records)
+        db.commit()
+        count = db.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise IndexStoreError(f"cannot write metadata: {exc}") from None
+    finally:
+        db.close()
+    if count != index.ntotal or count != len(vectors):
+        raise IndexStoreError(f"internal error: {count} metadata rows for {index.ntotal} vectors; nothing written")
+    write_manifest(folder, {**settings, "count": count})
+
+
+def _result(rec: dict, score: float) -> Result:
+    meta = {k: v for k, v in rec.items() if k not in md.RESERVED}
+    return Result(rec["id"], score, meta, rec.get("path"))

@@ -1,0 +1,122 @@
+"""Product metadata in SQLite: one row per indexed vector, in vector order.
+
+Table `products(row, id, path, sha1, <one TEXT column per metadata column>)`. `row` is the product's
+position in the vector matrix and the FAISS index. Each index version's database is immutable once in
+place, so readers open it read-only and immutable (no locks, safe across threads with one connection each).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import FilterError
+
+FILE = "metadata.sqlite"
+RESERVED = ("row", "id", "path", "sha1")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def safe_columns(columns: Iterable[str]) -> list[str]:
+    """Metadata column names as stored: a name that clashes with a built-in column gets a `_meta` suffix."""
+    return [f"{c}_meta" if c in RESERVED else c for c in columns]
+
+
+def create(path: Path, columns: Sequence[str]) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    cols = "".join(f", {quote(c)} TEXT" for c in columns)
+    db.execute(f"CREATE TABLE products (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, path TEXT, sha1 TEXT{cols})")
+    return db
+
+
+def insert(db: sqlite3.Connection, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    names = ", ".join(quote(c) for c in ("row", "id", "path", "sha1", *columns))
+    marks = ", ".join("?" * (4 + len(columns)))
+    db.executemany(f"INSERT INTO products ({names}) VALUES ({marks})", rows)
+
+
+class MetadataStore:
+    """Read-only access to an index's metadata, safe to share between threads."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        info = self._db.execute("PRAGMA table_info(products)").fetchall()
+        self.columns = [r[1] for r in info if r[1] not in RESERVED]
+        self._values: dict[str, set[str]] = {}
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            self._local.db = db
+        return db
+
+    def ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT id FROM products ORDER BY row")]
+
+    def hashes(self) -> np.ndarray:
+        """First 64 bits of each product's image sha1 as int64, by row (0 when unknown)."""
+        return np.array([int(h[:15], 16) if h else 0 for (h,) in
+                         self._db.execute("SELECT sha1 FROM products ORDER BY row")], dtype=np.int64)
+
+    def records(self, rows: Sequence[int]) -> dict[int, dict]:
+        """Full records for the given rows, by row."""
+        out: dict[int, dict] = {}
+        rows = [int(r) for r in rows]
+        for start in range(0, len(rows), 900):
+            part = rows[start:start + 900]
+            cur = self._db.execute(f"SELECT * FROM products WHERE row IN ({','.join('?' * len(part))})", part)
+            names = [d[0] for d in cur.description]
+            for values in cur:
+                rec = dict(zip(names, values))
+                out[rec["row"]] = rec
+        return out
+
+    def column(self, name: str) -> list:
+        self._check_column(name)
+        return [r[0] for r in self._db.execute(f"SELECT {quote(name)} FROM products ORDER BY row")]
+
+    def facets(self, name: str) -> list[tuple[str, int]]:
+        """Values of a column with their counts, most common first."""
+        self._check_column(name)
+        q = quote(name)
+        return [(v, n) for v, n in self._db.execute(
+            f"SELECT {q}, COUNT(*) AS n FROM products WHERE {q} IS NOT NULL GROUP BY {q} ORDER BY n DESC, {q}")]
+
+    def _check_column(self, name: str) -> None:
+        if name not in self.columns:
+            known = ", ".join(self.columns) or "none: this index has no metadata"
+            raise FilterError(f"unknown column {name!r}; columns are: {known}")
+
+    def rows_where(self, where: dict[str, list[str]]) -> np.ndarray:
+        """Rows matching every column's list of accepted values."""
+        clauses, params = [], []
+        for column, values in where.items():
+            self._check_column(column)
+            known = self._values.get(column)
+            if known is None:
+                known = self._values[column] = {v for v, _ in self.facets(column)}
+            unknown = [v for v in values if v not in known]
+            if unknown:
+                sample = sorted(known)
+                hint = ", ".join(sample[:30]) + (f", ... ({len(sample)} values)" if len(sample) > 30 else "")
+                raise FilterError(f"no product has {column}={unknown[0]!r}; known values: {hint}")
+            clauses.append(f"{quote(column)} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        sql = "SELECT row FROM products" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        return np.fromiter((r for (r,) in self._db.execute(sql, params)), dtype=np.int64)
+
+    def row_of(self, pid: str) -> int | None:
+        found = self._db.execute("SELECT row FROM products WHERE id = ?", (pid,)).fetchone()
+        return found[0] if found else None

@@ -1,0 +1,172 @@
+"""Atomic index directories.
+
+Every write (build, add, remove) fills a temporary sibling directory and swaps it into place, so a crash or a
+kill at any moment leaves either the old index or the new one, never a mix:
+
+1. `.NAME.tmp-PID-XXXX/` is written and fsynced.
+2. The live `NAME/` is renamed to `.NAME.old-XXXX/`, the temporary one to `NAME/`, and the old one removed.
+
+If a crash falls between the two renames, `recover()` (run by every load and write) renames the old copy back.
+Writers hold an exclusive lock (`.NAME.lock`) so that two updates never race; readers never lock: each
+version of the directory is immutable once in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import IndexStoreError
+
+MANIFEST = "manifest.json"
+FORMAT = "lookalike-index"
+VERSION = 1
+
+
+def _siblings(target: Path, kind: str) -> list[Path]:
+    return sorted(target.parent.glob(f".{target.name}.{kind}-*"), key=lambda p: p.stat().st_mtime)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(target: Path) -> None:
+    """Undo a swap interrupted between its two renames, and remove leftovers of dead writers.
+    Does nothing while a writer holds the lock (its swap is not interrupted, only under way)."""
+    lock = target.parent / f".{target.name}.lock"
+    if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        return
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            _recover_locked(target)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _recover_locked(target: Path) -> None:
+    olds = _siblings(target, "old")
+    if not target.exists() and olds:
+        os.rename(olds[-1], target)
+        olds = olds[:-1]
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    for tmp in _siblings(target, "tmp"):
+        try:
+            pid = int(tmp.name.split("tmp-")[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def write_lock(target: Path) -> Iterator[None]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
+    """Call `fill(tmpdir)` to write a complete index, then put it in place of `target`.
+    The caller holds `write_lock(target)`."""
+    target = Path(target).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _recover_locked(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        fill(tmp)
+        _fsync_tree(tmp)
+        if target.exists():
+            if not (target / MANIFEST).is_file():
+                raise IndexStoreError(f"{target} exists and is not a lookalike index; refusing to replace it")
+            old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_digest(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST)
+    manifest = {"format": FORMAT, "version": VERSION, **manifest,
+                "files": {name: file_digest(folder / name) for name in files}}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest(folder: Path, verify: bool = False) -> dict:
+    folder = Path(folder)
+    recover(folder.absolute())
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IndexStoreError(f"{folder}: not a lookalike index (no {MANIFEST})") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IndexStoreError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise IndexStoreError(f"{folder}: not a lookalike index (format {manifest.get('format')!r})")
+    if manifest.get("version", 0) > VERSION:
+        raise IndexStoreError(f"{folder}: index format version {manifest['version']} is newer than this "
+                              f"lookalike reads ({VERSION}); upgrade lookalike")
+    for name, expected in manifest.get("files", {}).items():
+        file = folder / name
+        if not file.is_file():
+            raise IndexStoreError(f"{folder}: {name} is missing; rebuild the index")
+        if file.stat().st_size != expected["bytes"]:
+            raise IndexStoreError(f"{folder}: {name} has the wrong size (damaged); rebuild the index")
+        if verify and file_digest(file)["sha256"] != expected["sha256"]:
+            raise IndexStoreError(f"{folder}: {name} fails its checksum (damaged); rebuild the index")
+    return manifest

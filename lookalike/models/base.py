@@ -1,0 +1,108 @@
+"""The `Embedder` interface: images in, L2-normalised vectors (and optional attribute probabilities) out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelError
+from ..images import ImageSource
+from ..progress import Progress
+
+
+@dataclass
+class Outputs:
+    """What a model returns for a batch: `(B, D)` unit vectors and, per head, `(B, n_labels)` probabilities."""
+
+    embeddings: np.ndarray
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Prediction:
+    """One head's answer for one image: labels with probabilities, best first."""
+
+    head: str
+    labels: list[str]
+    probs: list[float]
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def confidence(self) -> float:
+        return self.probs[0]
+
+
+class Embedder:
+    """Base class. Subclasses set `name`, `id`, `dim`, `input_size`, `heads` and implement
+    `preprocess` (one decoded image to one model input, run in worker threads) and `forward` (a batch)."""
+
+    name: str
+    id: str
+    dim: int
+    input_size: tuple[int, int]  # (width, height) the decoder may draft JPEGs down to
+    heads: dict[str, list[str]]
+    card: str | None = None
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, batch: np.ndarray) -> Outputs:
+        raise NotImplementedError
+
+    @staticmethod
+    def load(spec: "str | Embedder" = "default") -> "Embedder":
+        """`classic`, `default`, a registered model name, or a model directory."""
+        from .registry import load_model
+
+        return load_model(spec)
+
+    def encode(self, images: Sequence[ImageSource] | ImageSource, batch_size: int = 64,
+               progress: Progress | None = None) -> np.ndarray:
+        """Embed images (paths, bytes, PIL images). Returns `(N, D)` float32 unit vectors.
+
+        Raises `ImageError` on the first bad image; use `lookalike.models.pipeline.embed_batch` to skip them.
+        """
+        from .pipeline import embed_batch
+
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if progress:
+            progress.start(len(items), "embedding")
+        result = embed_batch(self, list(enumerate(items)), batch_size=batch_size, progress=progress,
+                             skip_errors=False)
+        return result.vectors[0] if single else result.vectors
+
+    def predict(self, images: Sequence[ImageSource], top: int = 3) -> list[dict[str, Prediction]]:
+        """Per image, per head: the `top` labels with their probabilities."""
+        if not self.heads:
+            raise ModelError(f"model {self.name!r} has no attribute heads, so it cannot classify; "
+                             "use a model trained with label columns (the default model has them)")
+        from .pipeline import embed_batch
+
+        result = embed_batch(self, list(enumerate(images)), skip_errors=False, with_heads=True)
+        return [predictions_for(self.heads, result.heads, i, top) for i in range(len(images))]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} dim={self.dim} heads={list(self.heads)}>"
+
+
+def predictions_for(vocab: dict[str, list[str]], heads: dict[str, np.ndarray], row: int,
+                    top: int) -> dict[str, Prediction]:
+    out = {}
+    for head, probs in heads.items():
+        p = probs[row]
+        order = np.argsort(-p)[:top]
+        out[head] = Prediction(head, [vocab[head][j] for j in order], [float(p[j]) for j in order])
+    return out
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)

@@ -1,0 +1,91 @@
+"""The model manifest: a small JSON file beside an ONNX file that says how to feed it and read it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ModelError
+
+MANIFEST = "model.json"
+FORMAT = "lookalike-model"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@dataclass
+class InputSpec:
+    name: str | None = None           # ONNX input name (None: the model's first input)
+    width: int = 224
+    height: int = 224
+    layout: str = "NCHW"              # or NHWC
+    resize: str = "pad"               # pad (white), stretch, crop
+    interpolation: str = "bilinear"   # nearest, bilinear, bicubic, area, lanczos
+    channels: str = "RGB"             # or BGR (Keras "caffe" models)
+    scale: float = 1 / 255            # pixel * scale, then (x - mean) / std
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    dtype: str = "float32"            # or uint8 (then scale/mean/std are not applied)
+
+
+@dataclass
+class EmbeddingSpec:
+    output: str | None = None         # ONNX output name (None: the model's first output)
+    pooling: str = "none"             # none, avg, max: applied when the output is a 4-D feature map
+    layout: str = "NCHW"              # layout of a 4-D output
+
+
+@dataclass
+class HeadSpec:
+    output: str
+    labels: list[str]
+    activation: str = "softmax"       # softmax (output is logits) or none (output is probabilities)
+
+
+@dataclass
+class ModelManifest:
+    name: str
+    onnx: str = "model.onnx"
+    sha256: str = ""
+    dim: int = 0
+    input: InputSpec = field(default_factory=InputSpec)
+    embedding: EmbeddingSpec = field(default_factory=EmbeddingSpec)
+    heads: dict[str, HeadSpec] = field(default_factory=dict)
+    card: str | None = None           # a Markdown model card beside the manifest
+    format: str = FORMAT
+    version: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.sha256[:12]}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def read(cls, folder: Path) -> "ModelManifest":
+        path = folder / MANIFEST
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{folder}: not a model directory (no {MANIFEST})") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: unreadable model manifest ({exc})") from None
+        if raw.get("format") != FORMAT:
+            raise ModelError(f"{path}: not a lookalike model manifest (format {raw.get('format')!r})")
+        try:
+            return cls(**{**raw, "input": InputSpec(**raw.get("input", {})),
+                          "embedding": EmbeddingSpec(**raw.get("embedding", {})),
+                          "heads": {k: HeadSpec(**v) for k, v in raw.get("heads", {}).items()}})
+        except TypeError as exc:
+            raise ModelError(f"{path}: malformed model manifest ({exc})") from None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,92 @@
+"""Running any ONNX image model through ONNX Runtime, as its manifest says."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ModelError
+from ..images import fit
+from .base import Embedder, Outputs, l2_normalise
+from .manifest import ModelManifest, sha256_file
+
+RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+            "area": Image.BOX, "lanczos": Image.LANCZOS}
+
+
+def _session(path: Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(f"{path}: ONNX Runtime cannot load this model ({exc})") from None
+
+
+class OnnxEmbedder(Embedder):
+    def __init__(self, folder: str | Path, manifest: ModelManifest | None = None, verify: bool = True):
+        self.folder = Path(folder)
+        self.manifest = manifest or ModelManifest.read(self.folder)
+        m = self.manifest
+        onnx_path = self.folder / m.onnx
+        if not onnx_path.is_file():
+            raise ModelError(f"{self.folder}: model file {m.onnx} is missing")
+        if verify and m.sha256 and sha256_file(onnx_path) != m.sha256:
+            raise ModelError(f"{onnx_path}: checksum does not match its manifest (file changed or damaged)")
+        self.session = _session(onnx_path)
+        inputs = self.session.get_inputs()
+        self.input_name = m.input.name or inputs[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.embedding_output = m.embedding.output or outputs[0]
+        for needed in [self.embedding_output, *(h.output for h in m.heads.values())]:
+            if needed not in outputs:
+                raise ModelError(f"{onnx_path}: no output named {needed!r} (outputs: {', '.join(outputs)})")
+        self.name = m.name
+        self.id = m.id
+        self.dim = m.dim
+        self.input_size = (m.input.width, m.input.height)
+        self.heads = {k: list(h.labels) for k, h in m.heads.items()}
+        self._resample = RESAMPLE.get(m.input.interpolation)
+        if self._resample is None:
+            raise ModelError(f"{m.name}: unknown interpolation {m.input.interpolation!r} ({', '.join(RESAMPLE)})")
+        card = self.folder / m.card if m.card else None
+        self.card = card.read_text() if card and card.is_file() else None
+        scale = np.float32(m.input.scale)
+        self._mean = np.asarray(m.input.mean, np.float32) / scale if m.input.dtype != "uint8" else None
+        self._std = np.asarray(m.input.std, np.float32) / scale if m.input.dtype != "uint8" else None
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        spec = self.manifest.input
+        pixels = np.asarray(fit(image, self.input_size, spec.resize, self._resample), dtype=np.uint8)
+        if spec.channels == "BGR":
+            pixels = pixels[..., ::-1]
+        if spec.dtype == "uint8":
+            arr = np.ascontiguousarray(pixels)
+        else:
+            arr = (pixels.astype(np.float32) - self._mean) / self._std
+        return np.ascontiguousarray(arr.transpose(2, 0, 1)) if spec.layout == "NCHW" else arr
+
+    def forward(self, batch: np.ndarray) -> Outputs:
+        names = [self.embedding_output, *(h.output for h in self.manifest.heads.values())]
+        results = self.session.run(names, {self.input_name: batch})
+        emb = results[0]
+        if emb.ndim == 4:
+            axes = (2, 3) if self.manifest.embedding.layout == "NCHW" else (1, 2)
+            pooling = self.manifest.embedding.pooling
+            emb = emb.max(axis=axes) if pooling == "max" else emb.mean(axis=axes)
+        emb = emb.reshape(len(batch), -1)
+        heads = {}
+        for (head, spec), out in zip(self.manifest.heads.items(), results[1:]):
+            out = out.astype(np.float32).reshape(len(batch), -1)
+            if spec.activation == "softmax":
+                out = np.exp(out - out.max(axis=1, keepdims=True))
+                out /= out.sum(axis=1, keepdims=True)
+            heads[head] = out
+        return Outputs(l2_normalise(emb), heads)

@@ -1,0 +1,103 @@
+"""The `lookalike` command as a user runs it: exit codes, JSON, pictures, and errors without tracebacks."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import DEMO, DEMO_CSV
+from lookalike.cli import app
+from tests_models_helper import tiny_onnx_file
+
+runner = CliRunner()
+
+
+def run(*args, code=0):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def idx(tmp_path):
+    out = tmp_path / "demo.idx"
+    result = run("index", DEMO, "--metadata", DEMO_CSV, "--out", out, "--model", "classic")
+    assert "indexed" in result.output and "200" in result.output
+    return out
+
+
+def test_search_by_id_json_and_grid(idx, tmp_path):
+    from lookalike import Index
+
+    pid = Index.load(idx).ids[0]
+    result = run("search", idx, "--id", pid, "-k", "4", "--json", "--where", "class=shoes,hat", "--grid", tmp_path / "g.png")
+    payload = json.loads(result.stdout)
+    assert len(payload["results"]) == 4 and pid not in [r["id"] for r in payload["results"]]
+    assert {r["class"] for r in payload["results"]} <= {"shoes", "hat"}
+    grid = Image.open(tmp_path / "g.png")
+    assert grid.width > 4 * 160 and grid.height > 200
+
+
+def test_search_by_photo_table(idx):
+    photo = sorted((DEMO / "skirt").glob("*.jpg"))[0]
+    result = run("search", idx, photo, "-k", "3")
+    assert photo.stem in result.stdout and "skirt" in result.stdout
+
+
+def test_add_remove_info(idx, tmp_path):
+    extra = tmp_path / "new"
+    extra.mkdir()
+    Image.new("RGB", (60, 80), (20, 200, 20)).save(extra / "green-1.png")
+    (extra / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run("add", idx, extra)
+    assert "added" in result.output and "broken" in result.output
+    info = json.loads(run("info", idx, "--json", "--verify").stdout)
+    assert info["products"] == 201
+    run("remove", idx, "green-1")
+    assert json.loads(run("info", idx, "--json").stdout)["products"] == 200
+    assert "not in the index" in run("remove", idx, "green-1", code=2).output
+
+
+def test_embed_writes_vectors_and_ids(tmp_path):
+    (tmp_path / "bad.jpg").write_text("x")
+    out = tmp_path / "v" / "vectors.npy"
+    result = run("embed", DEMO / "hat", tmp_path / "bad.jpg", "--out", out, "--model", "classic")
+    vectors = np.load(out)
+    ids = (tmp_path / "v" / "vectors.ids.txt").read_text().split()
+    assert vectors.shape[0] == len(ids) == 20 and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert "1 skipped" in result.output
+
+
+def test_evaluate(idx):
+    rows = json.loads(run("evaluate", idx, "--field", "class", "--json").stdout)
+    assert rows[0]["queries"] == 200 and 0.1 < rows[0]["P@10"] <= 1
+
+
+def test_model_import_and_list(tmp_path):
+    onnx_file = tiny_onnx_file(tmp_path / "t.onnx")
+    result = run("model", "import", onnx_file, "--name", "tiny", "--size", "32", "--output", "features")
+    assert "registered" in result.output
+    assert "tiny@" in run("model", "list").stdout
+    run("embed", DEMO / "hat", "--out", tmp_path / "v.npy", "--model", "tiny")
+    assert np.load(tmp_path / "v.npy").shape == (20, 8)
+    assert "classic" in run("model", "card", "classic").stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["search", "{idx}", "--id", "nope"], "neither a product id"),
+    (["search", "{idx}"], "either a query photo"),
+    (["search", "{idx}", "--id", "x", "--where", "class"], "bad filter"),
+    (["search", "{tmp}/missing.idx", "--id", "x"], "no such index"),
+    (["search", "{idx}", "{tmp}/missing.jpg"], "no such file"),
+    (["index", "{tmp}/nowhere", "--out", "{tmp}/o.idx"], "not a folder"),
+    (["index", str(DEMO), "--out", "{idx}", "--model", "classic"], "already exists"),
+    (["index", str(DEMO), "--out", "{tmp}/o.idx", "--model", "nope"], "unknown model"),
+])
+def test_user_errors_exit_2_with_a_message(idx, tmp_path, args, message):
+    args = [a.format(idx=idx, tmp=tmp_path) for a in args]
+    result = run(*args, code=2)
+    assert message in " ".join(result.output.split())
