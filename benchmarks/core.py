@@ -116,7 +116,7 @@ def main() -> None:
                        out=CACHE / "demo.idx", model=args.model, overwrite=True)
     demo_cls = {"class": demo.meta.column("class")}
     photo_quality = {results["model"]: evaluate(demo.vectors(), demo_cls, ["class"])[0].to_dict()}
-    if args.model != "classic":
+    if results["model"] != "classic-v1":
         classic = build(images, "classic")
         quality["classic-v1"] = {s.field: s.to_dict() for s in evaluate(classic.vectors(), columns, FIELDS)}
     if not args.quick:

@@ -152,3 +152,12 @@ def fit(img: Image.Image, size: tuple[int, int], policy: str = "pad", resample: 
     canvas = Image.new("RGB", (width, height), fill)
     canvas.paste(resized, ((width - new[0]) // 2, (height - new[1]) // 2))
     return canvas
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format Pillow recognises in `data` (e.g. "JPEG"), without decoding pixels; None if none."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except Exception:
+        return None

@@ -22,10 +22,13 @@ from ..progress import RichProgress
 from ..search import parse_where
 from .common import cli_errors, err, out, print_report
 from .model import model_app
+from .train import classify as classify_cmd, train as train_cmd
 
 app = typer.Typer(help="Visual search for fashion catalogs: index photos, find lookalikes.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(model_app, name="model")
+app.command()(train_cmd)
+app.command()(classify_cmd)
 
 MODEL = typer.Option("default", "--model", "-m", help="default, classic, a registered name or a model folder")
 METADATA = typer.Option(None, "--metadata", help="CSV: Kaggle styles.csv or any CSV with an id column")
@@ -184,3 +187,26 @@ def info(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     for column, values in data["facets"].items():
         table.add_row(column, ", ".join(f"{v} ({n})" for v, n in values) + (" ..." if len(values) == 5 else ""))
     out.print(table)
+
+
+@app.command()
+@cli_errors
+def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+          host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+          api_key_file: Optional[Path] = typer.Option(None, help="file holding the admin API key "
+                                                      "(default: the LOOKALIKE_API_KEY variable; none = no writes)"),
+          max_upload_mb: float = typer.Option(10.0, help="largest accepted upload"),
+          workers: int = typer.Option(1, min=1, help="server processes")):
+    """Serve the web page (/) and the HTTP API (/docs) over an index."""
+    try:
+        import uvicorn
+
+        from ..serve.app import api_key_from, create_app
+    except ImportError:
+        raise LookalikeError("serving needs the serve extra: pip install 'lookalike[serve]'") from None
+    key = api_key_from(file=api_key_file)
+    app_ = create_app(index_dir, api_key=key, max_upload_mb=max_upload_mb)
+    idx = app_.state.holder.index
+    err.print(f"serving {len(idx):,} products ({idx.manifest['model']['id']}) at [bold]http://{host}:{port}/[/] "
+              f"(API docs at /docs; admin writes {'enabled' if key else 'disabled'})")
+    uvicorn.run(app_, host=host, port=port, workers=1 if workers == 1 else None, log_level="warning")

@@ -168,7 +168,7 @@ class Index:
         try:
             return self._rows[str(pid)]
         except KeyError:
-            raise NotFoundError(f"no product with id {pid!r} in {self.path}") from None
+            raise NotFoundError(f"no product with id {pid!r}") from None
 
     def vector(self, pid: str) -> np.ndarray:
         return self.faiss.reconstruct(self.row(pid))
@@ -262,26 +262,37 @@ class Index:
     def add(self, photos: str | Path | None, metadata: str | Path | None = None, *, replace: bool = False,
             batch_size: int = 64, progress: Progress | None = None, id_column: str | None = None,
             image_column: str | None = None, require_metadata: bool = False) -> BuildReport:
-        """Embed new products and add them without rebuilding. Ids already in the index are left as they
-        are (listed in the report) unless `replace`, which re-embeds them with their new photo and metadata."""
-        started = time.perf_counter()
+        """Embed new products (a photo folder and/or metadata CSV) and add them without rebuilding.
+        Ids already in the index are left as they are (listed in the report) unless `replace`, which
+        re-embeds them with their new photo and metadata."""
         catalog = Catalog.read(photos, metadata, id_column=id_column, image_column=image_column,
                                require_metadata=require_metadata)
+        return self.add_products(catalog.products, catalog.columns, replace=replace, batch_size=batch_size,
+                                 progress=progress, problems=catalog.problems)
+
+    def add_products(self, products: Sequence[Product], columns: Sequence[str] | None = None, *,
+                     replace: bool = False, batch_size: int = 64, progress: Progress | None = None,
+                     problems: CatalogProblems | None = None) -> BuildReport:
+        """Add `Product`s (id, photo path, metadata). `columns` orders the metadata columns (default: as
+        they first appear in the products' metadata)."""
+        started = time.perf_counter()
+        if columns is None:
+            columns = list(dict.fromkeys(c for p in products for c in p.metadata))
         progress = progress or NoProgress()
         with write_lock(self.path):
             self._reload()
-            report = BuildReport(problems=catalog.problems)
-            todo = [p for p in catalog.products if replace or p.id not in self._rows]
-            report.already_indexed = [p.id for p in catalog.products if not replace and p.id in self._rows]
+            report = BuildReport(problems=problems or CatalogProblems())
+            todo = [p for p in products if replace or p.id not in self._rows]
+            report.already_indexed = [p.id for p in products if not replace and p.id in self._rows]
             progress.start(len(todo), "adding")
             result = embed_batch(self.model, [(i, p.path) for i, p in enumerate(todo)], batch_size=batch_size,
                                  progress=progress)
             report.skipped = [(todo[k].id, e) for k, e in result.errors]
-            products = [todo[i] for i in result.keys]
-            if products:
-                drop = {self._rows[p.id] for p in products if p.id in self._rows}
-                self._rewrite(drop, result.vectors, products, result.hashes, catalog.columns)
-            report.indexed = len(products)
+            done = [todo[i] for i in result.keys]
+            if done:
+                drop = {self._rows[p.id] for p in done if p.id in self._rows}
+                self._rewrite(drop, result.vectors, done, result.hashes, list(columns))
+            report.indexed = len(done)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -2,7 +2,9 @@
 
 Table `products(row, id, path, sha1, <one TEXT column per metadata column>)`. `row` is the product's
 position in the vector matrix and the FAISS index. Each index version's database is immutable once in
-place, so readers open it read-only and immutable (no locks, safe across threads with one connection each).
+place, so readers open it read-only and immutable. One connection is opened when the index is loaded and
+shared by all threads (serialised by a lock; queries take microseconds): an index object keeps reading the
+version it loaded even after a writer has swapped a newer one into the same path.
 """
 
 from __future__ import annotations
@@ -49,26 +51,28 @@ class MetadataStore:
 
     def __init__(self, path: Path):
         self.path = path
-        self._local = threading.local()
-        info = self._db.execute("PRAGMA table_info(products)").fetchall()
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+        info = self._query("PRAGMA table_info(products)")
         self.columns = [r[1] for r in info if r[1] not in RESERVED]
         self._values: dict[str, set[str]] = {}
 
-    @property
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-            self._local.db = db
-        return db
+    def _query(self, sql: str, params=(), with_names: bool = False):
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            rows = cur.fetchall()
+            return (rows, [d[0] for d in cur.description]) if with_names else rows
+
+    def close(self) -> None:
+        self._conn.close()
 
     def ids(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT id FROM products ORDER BY row")]
+        return [r[0] for r in self._query("SELECT id FROM products ORDER BY row")]
 
     def hashes(self) -> np.ndarray:
         """First 64 bits of each product's image sha1 as int64, by row (0 when unknown)."""
         return np.array([int(h[:15], 16) if h else 0 for (h,) in
-                         self._db.execute("SELECT sha1 FROM products ORDER BY row")], dtype=np.int64)
+                         self._query("SELECT sha1 FROM products ORDER BY row")], dtype=np.int64)
 
     def records(self, rows: Sequence[int]) -> dict[int, dict]:
         """Full records for the given rows, by row."""
@@ -76,22 +80,22 @@ class MetadataStore:
         rows = [int(r) for r in rows]
         for start in range(0, len(rows), 900):
             part = rows[start:start + 900]
-            cur = self._db.execute(f"SELECT * FROM products WHERE row IN ({','.join('?' * len(part))})", part)
-            names = [d[0] for d in cur.description]
-            for values in cur:
+            found, names = self._query(f"SELECT * FROM products WHERE row IN ({','.join('?' * len(part))})", part,
+                                       with_names=True)
+            for values in found:
                 rec = dict(zip(names, values))
                 out[rec["row"]] = rec
         return out
 
     def column(self, name: str) -> list:
         self._check_column(name)
-        return [r[0] for r in self._db.execute(f"SELECT {quote(name)} FROM products ORDER BY row")]
+        return [r[0] for r in self._query(f"SELECT {quote(name)} FROM products ORDER BY row")]
 
     def facets(self, name: str) -> list[tuple[str, int]]:
         """Values of a column with their counts, most common first."""
         self._check_column(name)
         q = quote(name)
-        return [(v, n) for v, n in self._db.execute(
+        return [(v, n) for v, n in self._query(
             f"SELECT {q}, COUNT(*) AS n FROM products WHERE {q} IS NOT NULL GROUP BY {q} ORDER BY n DESC, {q}")]
 
     def _check_column(self, name: str) -> None:
@@ -115,8 +119,8 @@ class MetadataStore:
             clauses.append(f"{quote(column)} IN ({','.join('?' * len(values))})")
             params.extend(values)
         sql = "SELECT row FROM products" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-        return np.fromiter((r for (r,) in self._db.execute(sql, params)), dtype=np.int64)
+        return np.fromiter((r for (r,) in self._query(sql, params)), dtype=np.int64)
 
     def row_of(self, pid: str) -> int | None:
-        found = self._db.execute("SELECT row FROM products WHERE id = ?", (pid,)).fetchone()
-        return found[0] if found else None
+        found = self._query("SELECT row FROM products WHERE id = ?", (pid,))
+        return found[0][0] if found else None

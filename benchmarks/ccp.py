@@ -1,0 +1,108 @@
+"""Clothing Co-Parsing (../shared/data/clothing-co-parsing): garment crops and background patches.
+
+Photos with even numbers are the training half (backgrounds, and garment crops if a model trains on them);
+odd numbers are held out for measuring. Run as a script to write training backgrounds:
+    python benchmarks/ccp.py backgrounds OUT_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common import CACHE, SHARED, need
+
+CCP = SHARED / "data" / "clothing-co-parsing"
+MIN_PIXELS = 1500
+#: CCP garment labels kept as classes for cross-domain measurement (single garments, enough examples).
+GARMENTS = {"t-shirt", "shirt", "blouse", "top", "sweater", "cardigan", "jacket", "coat", "blazer", "dress", "jeans",
+            "pants", "shorts", "skirt", "leggings", "heels", "shoes", "boots", "sneakers", "sandals", "bag", "purse",
+            "hat", "vest", "sweatshirt", "jumper", "flats", "wedges", "pumps", "loafers", "hoodie", "romper"}
+
+
+@dataclass
+class Crop:
+    photo: int
+    label: str
+    box: tuple[int, int, int, int]
+    image: Image.Image          # the garment on white (mask applied), cropped to its box
+
+
+def root() -> Path:
+    out = CACHE / "ccp"
+    if not (out / ".done").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(need(CCP / "ccp.tar.gz")) as tar:
+            tar.extractall(out, filter="data")
+        (out / ".done").touch()
+    return out
+
+
+def labels() -> list[str]:
+    return json.loads((CCP / "labels.json").read_text())["labels"]
+
+
+def annotated(split: str | None = None) -> list[int]:
+    nums = sorted(int(p.stem) for p in (root() / "masks").glob("*.png"))
+    if split == "train":
+        return [n for n in nums if n % 2 == 0]
+    if split == "test":
+        return [n for n in nums if n % 2 == 1]
+    return nums
+
+
+def garment_crops(split: str = "test", masked: bool = True) -> list[Crop]:
+    names = labels()
+    out = []
+    for n in annotated(split):
+        photo = Image.open(root() / "photos" / f"{n:04d}.jpg").convert("RGB")
+        mask = np.asarray(Image.open(root() / "masks" / f"{n:04d}.png"))
+        for value in np.unique(mask):
+            name = names[value]
+            if name not in GARMENTS:
+                continue
+            ys, xs = np.nonzero(mask == value)
+            if len(xs) < MIN_PIXELS:
+                continue
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            if masked:
+                arr = np.asarray(photo).copy()
+                arr[mask != value] = 255
+                crop = Image.fromarray(arr).crop(box)
+            else:
+                crop = photo.crop(box)
+            out.append(Crop(n, name, box, crop))
+    return out
+
+
+def write_backgrounds(folder: Path, size: int = 96, per_photo: int = 6, seed: int = 0) -> int:
+    """Square patches of training-half photos that hold no person (mask label 0 on >= 97% of pixels)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for n in annotated("train"):
+        photo = Image.open(root() / "photos" / f"{n:04d}.jpg").convert("RGB")
+        mask = np.asarray(Image.open(root() / "masks" / f"{n:04d}.png"))
+        h, w = mask.shape
+        for _ in range(per_photo * 5):
+            side = int(rng.integers(60, min(h, w) // 2))
+            x0, y0 = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+            if (mask[y0:y0 + side, x0:x0 + side] == 0).mean() >= 0.97:
+                photo.crop((x0, y0, x0 + side, y0 + side)).resize((size, size)).save(folder / f"{n:04d}-{count}.jpg")
+                count += 1
+                if count % per_photo == 0:
+                    break
+    return count
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "backgrounds":
+        print(write_backgrounds(Path(sys.argv[2])), "background patches written")
+    else:
+        sys.exit(__doc__)

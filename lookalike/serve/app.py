@@ -1,0 +1,290 @@
+"""The HTTP API and web page over an index: `create_app(index_path)`; `lookalike serve` runs it.
+
+No logic of its own beyond HTTP: every answer comes from `Index` and `Embedder` calls. Inference and
+SQLite run in the thread pool (sync endpoints), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ..catalog import Product as CatalogProduct
+from ..errors import FilterError, ImageError, LookalikeError, ModelError, NotFoundError
+from ..images import load_image, sniff_format
+from ..search import Result
+from . import schemas
+from .state import IndexHolder
+
+STATIC = Path(__file__).parent / "static"
+RESERVED_PARAMS = {"k", "exclude_self"}
+FACET_LIMIT = 60       # columns with more distinct values than this are not offered as filter chips
+THUMB = 256
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class UploadLimit:
+    """ASGI middleware: refuse request bodies over `max_bytes` with 413 before they are parsed."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT"):
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await self._refuse(send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"detail": f"upload too large: the limit is {self.max_bytes // (1 << 20)} MB"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload_mb: float = 10,
+               uploads_dir: str | Path | None = None) -> FastAPI:
+    """The app for one index. `api_key` enables admin writes (add/remove products); uploaded product photos
+    are kept in `uploads_dir` (default: INDEX.uploads beside the index)."""
+    holder = IndexHolder(index_path)
+    uploads = Path(uploads_dir) if uploads_dir else Path(str(Path(index_path).absolute()) + ".uploads")
+    max_bytes = int(max_upload_mb * (1 << 20))
+    app = FastAPI(title="lookalike", version="0.1.0",
+                  description="Visual search over a fashion catalog: upload a photo or pick a product, get the "
+                              "most similar products. Filters: any metadata column as a query parameter "
+                              "(`?gender=Women&subCategory=Topwear,Bottomwear`; several values match any).")
+    app.state.holder = holder
+    app.add_middleware(UploadLimit, max_bytes=max_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(LookalikeError)
+    async def user_error(request: Request, exc: LookalikeError):
+        status = {NotFoundError: 404, FilterError: 400, ImageError: 422, ModelError: 409}.get(type(exc), 400)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    def product(r: Result) -> schemas.Product:
+        return schemas.Product(id=r.id, score=None if r.score is None else round(float(r.score), 5), metadata=r.metadata,
+                               image=f"/api/images/{r.id}", thumbnail=f"/api/images/{r.id}?size=thumb")
+
+    def filters(request: Request) -> dict[str, list[str]]:
+        where: dict[str, list[str]] = {}
+        for key, value in request.query_params.multi_items():
+            if key not in RESERVED_PARAMS:
+                where.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+        return where
+
+    async def read_upload(image: UploadFile) -> bytes:
+        data = await image.read()
+        if not data:
+            raise HTTPException(422, "the uploaded file is empty")
+        if sniff_format(data) is None:
+            raise HTTPException(415, f"{image.filename or 'upload'}: not an image type lookalike reads "
+                                     "(JPEG, PNG, WebP, BMP, GIF, ...)")
+        return data
+
+    errors = {404: {"model": schemas.Error}, 400: {"model": schemas.Error}}
+    upload_errors = {413: {"model": schemas.Error}, 415: {"model": schemas.Error}, 422: {"model": schemas.Error},
+                     400: {"model": schemas.Error}}
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/health", response_model=schemas.Health, tags=["catalog"])
+    def health():
+        idx = holder.index
+        m = idx.manifest
+        return schemas.Health(status="ok", products=len(idx), model=m["model"]["id"], heads=list(idx.model.heads),
+                              updated=m.get("updated") or m.get("created"), admin=api_key is not None)
+
+    @app.get("/api/facets", response_model=schemas.Facets, tags=["catalog"])
+    def facets():
+        idx = holder.index
+        cols = {}
+        for column in idx.columns:
+            values = idx.facets(column)
+            if 1 < len(values) <= FACET_LIMIT:
+                cols[column] = [schemas.FacetValue(value=v, count=n) for v, n in values]
+        return schemas.Facets(products=len(idx), columns=cols)
+
+    @app.post("/api/search", response_model=schemas.SearchResponse, responses=upload_errors, tags=["search"])
+    async def search_upload(request: Request, image: UploadFile = File(..., description="a photo"),
+                            k: int = Query(12, ge=1, le=200)):
+        """Most similar products to an uploaded photo. Filters: metadata columns as query parameters."""
+        data = await read_upload(image)
+        where = filters(request)
+        from starlette.concurrency import run_in_threadpool
+
+        start = time.perf_counter()
+        results = await run_in_threadpool(lambda: holder.index.search(load_image(data, name=image.filename), k=k,
+                                                                      where=where))
+        return schemas.SearchResponse(query={"upload": image.filename}, filters=where,
+                                      results=[product(r) for r in results],
+                                      took_ms=round((time.perf_counter() - start) * 1000, 2))
+
+    @app.post("/api/classify", response_model=schemas.ClassifyResponse, responses={**upload_errors, 409: {"model": schemas.Error}},
+              tags=["search"])
+    async def classify(image: UploadFile = File(...), top: int = Query(3, ge=1, le=10)):
+        """Predicted attributes (category, colour, gender, ...) of an uploaded photo, when the model has heads."""
+        data = await read_upload(image)
+        from starlette.concurrency import run_in_threadpool
+
+        start = time.perf_counter()
+        preds = await run_in_threadpool(lambda: holder.index.model.predict([load_image(data, name=image.filename)], top=top))
+        return schemas.ClassifyResponse(
+            attributes={h: [schemas.Label(label=l, p=round(p, 4)) for l, p in zip(pr.labels, pr.probs)]
+                        for h, pr in preds[0].items()},
+            took_ms=round((time.perf_counter() - start) * 1000, 2))
+
+    @app.get("/api/products/random", response_model=schemas.Product, tags=["catalog"])
+    def random_product(request: Request):
+        """A random product (matching the filters, if any)."""
+        idx = holder.index
+        where = filters(request)
+        if where:
+            rows = idx.meta.rows_where(where)
+            if not len(rows):
+                raise HTTPException(404, "no product matches these filters")
+            pid = idx.ids[int(random.choice(rows))]
+        else:
+            pid = random.choice(idx.ids)
+        return product(idx.get(pid))
+
+    @app.get("/api/products/{pid}", response_model=schemas.Product, responses=errors, tags=["catalog"])
+    def get_product(pid: str):
+        return product(holder.index.get(pid))
+
+    @app.get("/api/products/{pid}/similar", response_model=schemas.SearchResponse, responses=errors, tags=["search"])
+    def similar(pid: str, request: Request, k: int = Query(12, ge=1, le=200)):
+        """Most similar products to a catalog product (itself left out). Filters as query parameters."""
+        idx = holder.index
+        where = filters(request)
+        start = time.perf_counter()
+        results = idx.search(idx.ids[idx.row(pid)], k=k, where=where)
+        return schemas.SearchResponse(query={"id": pid, "product": product(idx.get(pid)).model_dump()}, filters=where,
+                                      results=[product(r) for r in results],
+                                      took_ms=round((time.perf_counter() - start) * 1000, 2))
+
+    @lru_cache(maxsize=4096)
+    def thumbnail(path: str, digest: str | None) -> bytes:
+        img = load_image(path)
+        img.thumbnail((THUMB, THUMB))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+    @app.get("/api/images/{pid}", responses={404: {"model": schemas.Error}, 200: {"content": {"image/jpeg": {}}}},
+             tags=["catalog"])
+    def image(pid: str, request: Request, size: str = Query("full", pattern="^(full|thumb)$")):
+        """A product's photo, by product id only (never by path). `size=thumb` gives a small JPEG."""
+        idx = holder.index
+        rec = idx.meta.records([idx.row(pid)])[idx.row(pid)]
+        path, digest = rec.get("path"), rec.get("sha1")
+        etag = f'"{digest or pid}-{size}"'
+        headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        if not path or not os.path.isfile(path):
+            raise HTTPException(404, f"the photo of product {pid} is missing on the server")
+        if size == "thumb":
+            try:
+                return Response(thumbnail(path, digest), media_type="image/jpeg", headers=headers)
+            except ImageError:
+                raise HTTPException(404, f"the photo of product {pid} cannot be read") from None
+        return FileResponse(path, headers=headers)
+
+    # ---- admin writes ------------------------------------------------------------------------------
+    def admin(x_api_key: Optional[str] = Header(None, description="the server's API key")):
+        if api_key is None:
+            raise HTTPException(403, "admin writes are disabled: start the server with an API key "
+                                     "(LOOKALIKE_API_KEY or --api-key-file)")
+        if not x_api_key or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key")
+
+    @app.post("/api/admin/products", status_code=201, response_model=schemas.Product, dependencies=[Depends(admin)],
+              responses={**upload_errors, 401: {"model": schemas.Error}, 403: {"model": schemas.Error},
+                         409: {"model": schemas.Error}}, tags=["admin"])
+    async def add_product(image: UploadFile = File(...), id: str = Form(..., description="the new product's id"),
+                          metadata: str = Form("{}", description='JSON object of metadata, e.g. {"gender": "Women"}'),
+                          replace: bool = Form(False)):
+        """Add (or with `replace`, update) a product: its photo and metadata. Searchable when this returns."""
+        if not ID_PATTERN.fullmatch(id):
+            raise HTTPException(400, "product id: letters, digits, '.', '_' or '-' (at most 128)")
+        try:
+            meta = json.loads(metadata)
+            if not isinstance(meta, dict):
+                raise ValueError
+            meta = {str(k): (None if v is None else str(v)) for k, v in meta.items()}
+        except ValueError:
+            raise HTTPException(400, "metadata must be a JSON object") from None
+        data = await read_upload(image)
+        load_image(data, name=image.filename)  # 422 now rather than a skipped product later
+        uploads.mkdir(parents=True, exist_ok=True)
+        fmt = (sniff_format(data) or "jpg").lower().replace("jpeg", "jpg")
+        tmp = Path(tempfile.mkstemp(dir=uploads, suffix=f".{fmt}")[1])
+        tmp.write_bytes(data)
+        target = uploads / f"{id}.{fmt}"
+        from starlette.concurrency import run_in_threadpool
+
+        def write(idx):
+            if id in idx and not replace:
+                raise HTTPException(409, f"product {id} already exists (send replace=true to update it)")
+            os.replace(tmp, target)
+            report = idx.add_products([CatalogProduct(id, target, meta)], replace=replace)
+            if report.skipped:
+                raise ImageError(report.skipped[0][1])
+            return idx
+
+        try:
+            await run_in_threadpool(holder.write, write)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return product(holder.index.get(id))
+
+    @app.delete("/api/admin/products/{pid}", status_code=204, dependencies=[Depends(admin)],
+                responses={404: {"model": schemas.Error}, 401: {"model": schemas.Error}, 403: {"model": schemas.Error}},
+                tags=["admin"])
+    def remove_product(pid: str):
+        holder.write(lambda idx: idx.remove([pid]))
+        return Response(status_code=204)
+
+    return app
+
+
+def api_key_from(env: str = "LOOKALIKE_API_KEY", file: str | Path | None = None) -> str | None:
+    if file:
+        key = Path(file).read_text().strip()
+        return key or None
+    return os.environ.get(env) or None

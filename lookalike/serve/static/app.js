@@ -1,0 +1,297 @@
+// lookalike web page: plain JS over the HTTP API (no build step).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { query: null, filters: {}, facets: {}, heads: [] };
+const NAME_COLUMNS = ["productDisplayName", "name", "title"];
+const KIND_COLUMNS = ["articleType", "class", "subCategory", "category"];
+const COLOUR_COLUMNS = ["baseColour", "colour", "color"];
+const CHIPS_SHOWN = 10;
+
+function pick(meta, columns) {
+  for (const c of columns) if (meta[c]) return meta[c];
+  return "";
+}
+
+// A product's title: its name column, else its category (capitalised), else its id.
+function title(product) {
+  const kind = pick(product.metadata, KIND_COLUMNS);
+  return pick(product.metadata, NAME_COLUMNS) || (kind && kind[0].toUpperCase() + kind.slice(1)) || product.id;
+}
+
+function params(extra = {}) {
+  const p = new URLSearchParams(extra);
+  for (const [column, values] of Object.entries(state.filters)) if (values.size) p.set(column, [...values].join(","));
+  return p.toString();
+}
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try { body = await response.json(); } catch (e) { /* not JSON */ }
+  if (!response.ok) throw new Error((body && body.detail) || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+function showError(message) {
+  const box = $("error");
+  box.hidden = !message;
+  box.textContent = message || "";
+}
+
+function skeleton(n = 12) {
+  const grid = $("results");
+  grid.replaceChildren(...Array.from({ length: n }, () => {
+    const li = document.createElement("li");
+    li.className = "skeleton";
+    li.setAttribute("aria-hidden", "true");
+    return li;
+  }));
+}
+
+function card(product) {
+  const li = document.createElement("li");
+  li.className = "card";
+  const button = document.createElement("button");
+  const name = title(product);
+  button.setAttribute("aria-label", `${name}: find similar`);
+  button.dataset.id = product.id;
+  const img = document.createElement("img");
+  img.src = product.thumbnail;
+  img.alt = name;
+  img.loading = "lazy";
+  const info = document.createElement("div");
+  info.className = "info";
+  const heading = document.createElement("span");
+  heading.className = "name";
+  heading.textContent = name;
+  const meta = document.createElement("span");
+  meta.className = "meta";
+  meta.textContent = [pick(product.metadata, KIND_COLUMNS), pick(product.metadata, COLOUR_COLUMNS), product.metadata.gender]
+    .filter(Boolean).join(" · ");
+  const id = document.createElement("span");
+  id.className = "id";
+  id.textContent = product.id;
+  info.append(heading, meta, id);
+  if (product.score !== null && product.score !== undefined) {
+    const score = document.createElement("div");
+    score.className = "score";
+    score.title = `similarity ${product.score.toFixed(3)}`;
+    const bar = document.createElement("span");
+    bar.style.width = `${Math.max(0, Math.min(1, product.score)) * 100}%`;
+    score.append(bar);
+    info.append(score);
+  }
+  button.append(img, info);
+  button.addEventListener("click", () => searchById(product.id));
+  li.append(button);
+  return li;
+}
+
+function showQuery(src, title, attributes) {
+  $("query").hidden = false;
+  $("query-image").src = src;
+  $("query-title").textContent = title;
+  const list = $("query-attributes");
+  list.replaceChildren(...Object.entries(attributes || {}).map(([k, v]) => {
+    const li = document.createElement("li");
+    const b = document.createElement("b");
+    b.textContent = v;
+    li.append(`${k}: `, b);
+    return li;
+  }));
+}
+
+function render(data) {
+  $("empty").hidden = true;
+  const grid = $("results");
+  grid.replaceChildren(...data.results.map(card));
+  const n = data.results.length;
+  setStatus(n ? `${n} similar products · ${data.took_ms.toFixed(0)} ms` : "No products match these filters.");
+}
+
+async function run(fetcher) {
+  showError("");
+  setStatus("Searching…");
+  skeleton();
+  try {
+    render(await fetcher());
+  } catch (err) {
+    $("results").replaceChildren();
+    setStatus("");
+    showError(err.message);
+  }
+}
+
+async function searchById(id, push = true) {
+  state.query = { type: "id", id };
+  if (push && location.hash !== `#id=${encodeURIComponent(id)}`) history.pushState(null, "", `#id=${encodeURIComponent(id)}`);
+  window.scrollTo({ top: 0, behavior: "smooth" });
+  await run(async () => {
+    const data = await api(`/api/products/${encodeURIComponent(id)}/similar?${params({ k: 24 })}`);
+    const p = data.query.product;
+    const attrs = {};
+    for (const c of [...KIND_COLUMNS, ...COLOUR_COLUMNS, "gender"]) if (p.metadata[c]) attrs[c] = p.metadata[c];
+    showQuery(p.thumbnail, title(p), attrs);
+    return data;
+  });
+}
+
+async function searchByFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`${file.name} is not an image. Choose a JPEG, PNG or WebP photo.`);
+    return;
+  }
+  state.query = { type: "upload", file };
+  history.pushState(null, "", "#upload");
+  const url = URL.createObjectURL(file);
+  showQuery(url, file.name || "your photo", {});
+  await run(async () => {
+    const form = new FormData();
+    form.append("image", file, file.name || "photo.jpg");
+    const data = await api(`/api/search?${params({ k: 24 })}`, { method: "POST", body: form });
+    if (state.heads.length) classify(file);
+    return data;
+  });
+}
+
+async function classify(file) {
+  try {
+    const form = new FormData();
+    form.append("image", file, file.name || "photo.jpg");
+    const data = await api("/api/classify?top=1", { method: "POST", body: form });
+    const attrs = {};
+    for (const [head, labels] of Object.entries(data.attributes)) attrs[head] = `${labels[0].label} (${Math.round(labels[0].p * 100)}%)`;
+    showQuery($("query-image").src, file.name || "your photo", attrs);
+  } catch (err) { /* predictions are a bonus: search results are already shown */ }
+}
+
+async function randomProduct() {
+  try {
+    const p = await api(`/api/products/random?${params()}`);
+    await searchById(p.id);
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+function rerun() {
+  if (!state.query) return;
+  if (state.query.type === "id") searchById(state.query.id, false);
+  else searchByFile(state.query.file);
+}
+
+function renderFilters() {
+  const box = $("filters");
+  box.replaceChildren();
+  for (const [column, values] of Object.entries(state.facets)) {
+    const section = document.createElement("div");
+    section.className = "facet";
+    const h = document.createElement("h3");
+    h.textContent = column;
+    const chips = document.createElement("div");
+    chips.className = "chips";
+    chips.setAttribute("role", "group");
+    chips.setAttribute("aria-label", column);
+    const selected = state.filters[column] || new Set();
+    values.forEach((v, i) => {
+      const chip = document.createElement("button");
+      chip.type = "button";
+      chip.className = "chip";
+      chip.setAttribute("aria-pressed", selected.has(v.value) ? "true" : "false");
+      chip.dataset.column = column;
+      chip.dataset.value = v.value;
+      chip.append(v.value);
+      const n = document.createElement("span");
+      n.className = "n";
+      n.textContent = v.count;
+      chip.append(n);
+      if (i >= CHIPS_SHOWN && !selected.has(v.value)) chip.hidden = true;
+      chip.addEventListener("click", () => {
+        const set = state.filters[column] || (state.filters[column] = new Set());
+        if (set.has(v.value)) set.delete(v.value); else set.add(v.value);
+        chip.setAttribute("aria-pressed", set.has(v.value) ? "true" : "false");
+        rerun();
+      });
+      chips.append(chip);
+    });
+    section.append(h, chips);
+    if (values.length > CHIPS_SHOWN) {
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "more";
+      more.textContent = `+ ${values.length - CHIPS_SHOWN} more`;
+      more.addEventListener("click", () => { chips.querySelectorAll(".chip[hidden]").forEach((c) => (c.hidden = false)); more.remove(); });
+      section.append(more);
+    }
+    box.append(section);
+  }
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  const input = $("file");
+  drop.addEventListener("click", () => input.click());
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  input.addEventListener("change", () => { searchByFile(input.files[0]); input.value = ""; });
+  $("camera-input").addEventListener("change", (e) => { searchByFile(e.target.files[0]); e.target.value = ""; });
+  for (const type of ["dragenter", "dragover"]) drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  for (const type of ["dragleave", "drop"]) drop.addEventListener(type, () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); searchByFile(e.dataTransfer.files[0]); });
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
+    if (item) searchByFile(item.getAsFile());
+  });
+}
+
+function setupWebcam() {
+  if (!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia) || !window.isSecureContext) return;
+  const button = $("webcam-button");
+  const dialog = $("webcam-dialog");
+  const video = $("webcam-video");
+  let stream = null;
+  button.hidden = false;
+  const stop = () => { if (stream) stream.getTracks().forEach((t) => t.stop()); stream = null; dialog.close(); };
+  button.addEventListener("click", async () => {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+      video.srcObject = stream;
+      dialog.showModal();
+    } catch (err) { showError(`Camera not available: ${err.message}`); }
+  });
+  $("webcam-close").addEventListener("click", stop);
+  $("webcam-shoot").addEventListener("click", () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    canvas.toBlob((blob) => { stop(); searchByFile(new File([blob], "webcam.jpg", { type: "image/jpeg" })); }, "image/jpeg", 0.92);
+  });
+}
+
+function fromHash() {
+  const m = location.hash.match(/^#id=(.+)$/);
+  if (m) searchById(decodeURIComponent(m[1]), false);
+}
+
+async function init() {
+  setupDrop();
+  setupWebcam();
+  $("random-button").addEventListener("click", randomProduct);
+  window.addEventListener("popstate", fromHash);
+  try {
+    const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
+    state.heads = health.heads;
+    $("catalog-info").textContent = `${health.products.toLocaleString()} products`;
+    state.facets = Object.fromEntries(Object.entries(facets.columns).map(([c, vs]) => [c, vs]));
+    renderFilters();
+  } catch (err) {
+    showError(`The catalog is not available: ${err.message}`);
+  }
+  if (location.hash.startsWith("#id=")) fromHash(); else $("empty").hidden = false;
+}
+
+init();

@@ -1,0 +1,150 @@
+"""`lookalike train`: train an embedding model (with attribute heads) on a catalog, on CPU, and write a
+model folder that `index`, `search` and `classify` load. Needs the `train` extra (PyTorch)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LookalikeError
+from ..images import fit as fit_image, is_image_file, load_image
+from ..progress import NoProgress, Progress
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - depends on the install
+    torch = None
+
+
+@dataclass
+class TrainReport:
+    folder: Path
+    variant: str                                   # "int8" or "float32": the one written as model.onnx
+    history: list[dict] = field(default_factory=list)
+    variants: dict[str, dict] = field(default_factory=dict)   # per variant: val P@10 per head, images/s, MB
+    seconds: float = 0.0
+    products: int = 0
+    validation: int = 0
+
+
+def _require_torch():
+    if torch is None:
+        raise LookalikeError("training needs PyTorch: pip install 'lookalike[train]' (torch==2.13.0 on CPU)")
+
+
+def load_backgrounds(folder: Path, size: tuple[int, int], per_photo: int = 4, limit: int = 4000,
+                     seed: int = 0) -> np.ndarray:
+    """Random crops of the photos in `folder` (scenes without products: floors, beds, walls, streets)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    crops = []
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p)):
+        try:
+            img = load_image(path)
+        except LookalikeError:
+            continue
+        for _ in range(per_photo):
+            scale = rng.uniform(0.3, 1.0)
+            cw, ch = max(8, int(img.width * scale)), max(8, int(img.height * scale))
+            x0, y0 = rng.integers(0, img.width - cw + 1), rng.integers(0, img.height - ch + 1)
+            crops.append(np.asarray(fit_image(img.crop((x0, y0, x0 + cw, y0 + ch)), size, "stretch")))
+        if len(crops) >= limit:
+            break
+    if not crops:
+        raise LookalikeError(f"{folder}: no readable background photos")
+    return np.stack(crops)
+
+
+def _init_weights(init: str | Path) -> dict:
+    from ..models.registry import PACKAGED
+
+    folder = PACKAGED if str(init) == "default" else Path(init)
+    weights = folder / "weights.pt"
+    if not weights.is_file():
+        raise LookalikeError(f"{folder}: no weights.pt to start from (only models trained by lookalike have one)")
+    return {k: v.float() for k, v in torch.load(weights, weights_only=True).items()}
+
+
+def _val_scores(model, data, rows: np.ndarray) -> dict:
+    from PIL import Image
+
+    from .loop import precision_at_10
+
+    vecs = []
+    for start in range(0, len(rows), 256):
+        batch = np.stack([model.preprocess(Image.fromarray(data.images[r])) for r in rows[start:start + 256]])
+        vecs.append(model.forward(batch).embeddings)
+    v = np.concatenate(vecs)
+    return {name: round(precision_at_10(v, y[rows]), 4) for name, y in data.labels.items()}
+
+
+def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = None, init: str | None = None,
+          teacher: str | Path | None = None, backgrounds: str | Path | None = None, config=None,
+          name: str | None = None, quantize: str = "auto", progress: Progress | None = None,
+          log=print, command: str | None = None, card: str | None = None) -> TrainReport:
+    """Train on a catalog and write a model folder to `out` (model.onnx, model.json, weights.pt, training.json).
+
+    `quantize`: `auto` writes the int8 model if its validation P@10 is within 0.01 of float32 on every head
+    and it is faster; `int8` or `float32` force one."""
+    _require_torch()
+    from . import data as data_mod
+    from .export import export_onnx, quantize as quantize_model, throughput, write_model
+    from .loop import TrainConfig, fit
+
+    config = config or TrainConfig()
+    progress = progress or NoProgress()
+    out = Path(out)
+    started = time.perf_counter()
+    size = (config.width, config.height)
+    data = data_mod.load(photos, metadata, size=size, labels=labels, teacher=teacher, progress=progress)
+    bank = load_backgrounds(Path(backgrounds), size) if backgrounds else None
+    log(f"{len(data):,} products ({int(data.val.sum()):,} held out for validation); heads: "
+        + (", ".join(f"{k} ({len(v)})" for k, v in data.vocab.items()) or "none (self-supervised)")
+        + (f"; distilling {data.teacher.shape[1]}-d teacher features" if data.teacher is not None else ""))
+    steps = max(1, int((~data.val).sum()) // config.batch_size) * config.epochs
+    progress.start(steps, "training")
+    work = out / "work"
+    net, result = fit(data, work, config, init=_init_weights(init) if init else None, bank=bank, log=log,
+                      on_step=lambda e, s, loss: progress.advance(1))
+    tmp = Path(tempfile.mkdtemp(prefix="export-", dir=work))
+    heads = export_onnx(net, tmp / "float32.onnx", config)
+    val_rows = np.flatnonzero(data.val)
+    variants = {}
+    candidates = {"float32": tmp / "float32.onnx"}
+    if quantize in ("auto", "int8"):
+        calib = data.images[np.flatnonzero(~data.val)[:: max(1, int((~data.val).sum()) // 256)][:256]]
+        quantize_model(tmp / "float32.onnx", tmp / "int8.onnx", calib)
+        candidates["int8"] = tmp / "int8.onnx"
+    name = name or out.name
+    for variant, path in candidates.items():
+        model = write_model(tmp / variant, path, name, config, data.vocab, heads)
+        variants[variant] = {"val_P@10": _val_scores(model, data, val_rows),
+                             "images_per_s_model_only": round(throughput(model, data.images[val_rows]), 1),
+                             "megabytes": round(path.stat().st_size / 1e6, 2)}
+        log(f"{variant}: {json.dumps(variants[variant])}")
+    chosen = "float32"
+    if quantize == "int8":
+        chosen = "int8"
+    elif quantize == "auto" and "int8" in variants:
+        f, q = variants["float32"], variants["int8"]
+        close = all(q["val_P@10"][h] >= f["val_P@10"][h] - 0.01 for h in f["val_P@10"])
+        if close and q["images_per_s_model_only"] > f["images_per_s_model_only"]:
+            chosen = "int8"
+    write_model(out, candidates[chosen], name, config, data.vocab, heads, card=card)
+    torch.save({k: v.half() for k, v in net.state_dict().items()}, out / "weights.pt")
+    report = TrainReport(out, chosen, result.history, variants, time.perf_counter() - started, len(data),
+                         int(data.val.sum()))
+    (out / "training.json").write_text(json.dumps({
+        "command": command, "config": asdict(config), "variant": chosen, "variants": variants,
+        "history": result.history, "best_epoch": result.best_epoch, "seconds": round(report.seconds, 1),
+        "products": report.products, "validation": report.validation, "heads": {k: len(v) for k, v in data.vocab.items()},
+        "teacher": str(teacher) if teacher else None, "backgrounds": str(backgrounds) if backgrounds else None,
+    }, indent=2) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return report

@@ -1,0 +1,99 @@
+"""Export a trained network to ONNX (embedding + one logits output per head), quantize it to int8, and
+write the model folder lookalike loads: model.onnx, model.json, CARD.md."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.manifest import MANIFEST, EmbeddingSpec, HeadSpec, InputSpec, ModelManifest, sha256_file
+from ..models.onnx import OnnxEmbedder
+from .data import PAIR
+from .loop import MEAN, STD, TrainConfig
+from .net import Exported, FashionNet
+
+TRAINING_ONLY = {"+".join(PAIR)}
+
+
+def exported_heads(net: FashionNet) -> list[str]:
+    return [h for h in net.head_names if h not in TRAINING_ONLY]
+
+
+class _Public(torch.nn.Module):
+    def __init__(self, net: FashionNet, heads: list[str]):
+        super().__init__()
+        self.net, self.names = net, heads
+
+    def forward(self, image):
+        emb, logits, _ = self.net(image)
+        return (emb, *(logits[h] for h in self.names))
+
+
+def export_onnx(net: FashionNet, path: Path, config: TrainConfig) -> list[str]:
+    heads = exported_heads(net)
+    module = _Public(net, heads).eval()
+    dummy = torch.zeros(2, 3, config.height, config.width)
+    names = ["embedding", *heads]
+    torch.onnx.export(module, (dummy,), str(path), input_names=["image"], output_names=names,
+                      dynamic_axes={n: {0: "batch"} for n in ["image", *names]}, opset_version=17, dynamo=False)
+    return heads
+
+
+def quantize(src: Path, dst: Path, calibration: np.ndarray) -> None:
+    """Static int8 (QDQ, per-channel) with calibration on real catalog images (uint8 NHWC, model size)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            x = (calibration.astype(np.float32) / 255 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+            self.batches = iter([{"image": x[i:i + 32].transpose(0, 3, 1, 2).copy()} for i in range(0, len(x), 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    pre = dst.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    except Exception:
+        shutil.copyfile(src, pre)
+    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    pre.unlink(missing_ok=True)
+
+
+def write_model(folder: Path, onnx_file: Path, name: str, config: TrainConfig, vocab: dict[str, list[str]],
+                heads: list[str], card: str | None = None) -> OnnxEmbedder:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "model.onnx"
+    if onnx_file.resolve() != target.resolve():
+        shutil.copyfile(onnx_file, target)
+    manifest = ModelManifest(
+        name=name, sha256=sha256_file(target), dim=config.dim,
+        input=InputSpec(name="image", width=config.width, height=config.height, layout="NCHW", resize="pad",
+                        interpolation="bilinear", channels="RGB", scale=1 / 255, mean=list(MEAN), std=list(STD)),
+        embedding=EmbeddingSpec(output="embedding"),
+        heads={h: HeadSpec(output=h, labels=list(vocab[h])) for h in heads},
+        card="CARD.md" if card else None)
+    (folder / MANIFEST).write_text(manifest.to_json())
+    if card:
+        (folder / "CARD.md").write_text(card)
+    return OnnxEmbedder(folder)
+
+
+def throughput(model: OnnxEmbedder, images: np.ndarray, batch: int = 64) -> float:
+    """Images/s of the ONNX model alone on preprocessed catalog images."""
+    from PIL import Image
+
+    x = np.stack([model.preprocess(Image.fromarray(im)) for im in images[:batch]])
+    model.forward(x)
+    start = time.perf_counter()
+    runs = 0
+    while time.perf_counter() - start < 2.0:
+        model.forward(x)
+        runs += 1
+    return runs * len(x) / (time.perf_counter() - start)

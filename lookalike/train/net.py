@@ -1,0 +1,80 @@
+"""The default model's network: a compact residual CNN for 64x80 product photos on a 2-core CPU.
+
+Stem (3x3, stride 2) then four stages of one residual block each (32, 64, 128, 256 channels; stages 2-4
+halve the resolution), global average + max pooling, a linear projection to a 256-d L2-normalised
+embedding. Heads are cosine classifiers on that embedding (each class a learned unit "proxy"), so the
+classification losses shape the embedding space directly (normalised-softmax proxy loss). An optional
+projection predicts a teacher's features (distillation at training time only; it is not exported).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = None
+        if stride != 1 or cin != cout:
+            self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + (x if self.skip is None else self.skip(x)), inplace=True)
+
+
+class CosineHead(nn.Module):
+    def __init__(self, dim: int, classes: int, scale: float = 16.0):
+        super().__init__()
+        self.proxies = nn.Parameter(torch.randn(classes, dim) * 0.01)
+        self.scale = scale
+
+    def forward(self, emb):
+        return self.scale * emb @ F.normalize(self.proxies, dim=1).t()
+
+
+class FashionNet(nn.Module):
+    def __init__(self, heads: dict[str, int], dim: int = 256, widths=(32, 64, 128, 256),
+                 teacher_dim: int | None = None):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        stages, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            stages.append(Block(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.project = nn.Sequential(nn.Linear(2 * cin, dim), nn.BatchNorm1d(dim))
+        self.heads = nn.ModuleDict({name: CosineHead(dim, n) for name, n in heads.items()})
+        self.teacher = nn.Sequential(nn.Linear(2 * cin, 512), nn.ReLU(inplace=True), nn.Linear(512, teacher_dim)) \
+            if teacher_dim else None
+        self.head_names = list(heads)
+
+    def features(self, x):
+        f = self.stages(self.stem(x))
+        return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, x):
+        pooled = self.features(x)
+        emb = F.normalize(self.project(pooled), dim=1)
+        return emb, {name: head(emb) for name, head in self.heads.items()}, pooled
+
+
+class Exported(nn.Module):
+    """What goes into the ONNX file: image -> embedding, then one logits output per head."""
+
+    def __init__(self, net: FashionNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image):
+        emb, logits, _ = self.net(image)
+        return (emb, *(logits[name] for name in self.net.head_names))

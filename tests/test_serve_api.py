@@ -1,0 +1,153 @@
+"""The HTTP API through the ASGI test client: every endpoint, every error code, admin keys, live writes."""
+
+import io
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import DEMO, DEMO_CSV
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is needed for the API")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from lookalike import Index  # noqa: E402
+from lookalike.serve.app import create_app  # noqa: E402
+
+KEY = "s3cret-key"
+
+
+@pytest.fixture
+def index_path(tmp_path):
+    Index.build(DEMO, DEMO_CSV, out=tmp_path / "demo.idx", model="classic")
+    return tmp_path / "demo.idx"
+
+
+@pytest.fixture
+def client(index_path):
+    return TestClient(create_app(index_path, api_key=KEY, max_upload_mb=1))
+
+
+def photo(cls="hat", i=0):
+    return sorted((DEMO / cls).glob("*.jpg"))[i]
+
+
+def upload(path):
+    return {"image": (path.name, path.read_bytes(), "image/jpeg")}
+
+
+def test_health_and_facets(client):
+    health = client.get("/api/health").json()
+    assert health["products"] == 200 and health["model"] == "classic-v1" and health["admin"] is True
+    facets = client.get("/api/facets").json()
+    assert {f["value"]: f["count"] for f in facets["columns"]["class"]}["hat"] == 20
+
+
+def test_search_by_upload_with_filters(client):
+    hat = photo("hat", 3)
+    data = client.post("/api/search?k=5", files=upload(hat)).json()
+    assert data["results"][0]["id"] == hat.stem and len(data["results"]) == 5
+    shoes = client.post("/api/search?k=30&class=shoes,skirt", files=upload(hat)).json()
+    assert len(shoes["results"]) == 30 and {r["metadata"]["class"] for r in shoes["results"]} <= {"shoes", "skirt"}
+    assert shoes["filters"] == {"class": ["shoes", "skirt"]}
+
+
+def test_similar_product_details_random(client):
+    pid = photo("dress", 2).stem
+    data = client.get(f"/api/products/{pid}/similar?k=8&class=dress").json()
+    ids = [r["id"] for r in data["results"]]
+    assert pid not in ids and len(ids) == 8 and data["query"]["id"] == pid
+    assert all(r["metadata"]["class"] == "dress" for r in data["results"])
+    assert client.get(f"/api/products/{pid}").json()["metadata"] == {"class": "dress"}
+    for _ in range(5):
+        assert client.get("/api/products/random?class=skirt").json()["metadata"]["class"] == "skirt"
+
+
+def test_images_by_id_with_caching(client):
+    pid = photo("shoes").stem
+    full = client.get(f"/api/images/{pid}")
+    assert full.status_code == 200 and full.content == photo("shoes").read_bytes()
+    assert "max-age" in full.headers["cache-control"] and full.headers["etag"]
+    thumb = client.get(f"/api/images/{pid}?size=thumb")
+    assert thumb.headers["content-type"] == "image/jpeg" and max(Image.open(io.BytesIO(thumb.content)).size) <= 256
+    again = client.get(f"/api/images/{pid}?size=thumb", headers={"If-None-Match": thumb.headers["etag"]})
+    assert again.status_code == 304
+    assert client.get("/api/images/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+
+@pytest.mark.parametrize("case,status", [("text", 415), ("truncated", 422), ("empty", 422), ("huge", 413)])
+def test_bad_uploads(client, case, status):
+    data = {"text": b"hello, not an image", "truncated": photo().read_bytes()[:3000], "empty": b"",
+            "huge": b"\xff\xd8" + b"0" * (2 << 20)}[case]
+    response = client.post("/api/search", files={"image": ("x.jpg", data, "image/jpeg")})
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+
+
+def test_lookup_errors(client):
+    assert client.get("/api/products/ghost/similar").status_code == 404
+    assert client.get("/api/products/ghost").status_code == 404
+    bad = client.get(f"/api/products/{photo().stem}/similar?colour=red")
+    assert bad.status_code == 400 and "columns are: class" in bad.json()["detail"]
+    assert client.get(f"/api/products/{photo().stem}/similar?class=sock").status_code == 400
+    assert client.get(f"/api/products/{photo().stem}/similar?k=0").status_code == 422
+    assert client.post("/api/classify", files=upload(photo())).status_code == 409  # classic has no heads
+
+
+def test_admin_is_disabled_without_a_key(index_path):
+    client = TestClient(create_app(index_path))
+    r = client.post("/api/admin/products", data={"id": "x"}, files=upload(photo()))
+    assert r.status_code == 403 and "disabled" in r.json()["detail"]
+    assert client.delete(f"/api/admin/products/{photo().stem}").status_code == 403
+
+
+def test_admin_writes_are_visible_to_the_next_search(client, index_path):
+    new = photo("shoes", 5)
+    form = {"id": "new-shoe", "metadata": '{"class": "shoes", "brand": "Acme"}'}
+    assert client.post("/api/admin/products", data=form, files=upload(new)).status_code == 401
+    assert client.post("/api/admin/products", data=form, files=upload(new), headers={"X-API-Key": "wrong"}).status_code == 401
+    added = client.post("/api/admin/products", data=form, files=upload(new), headers={"X-API-Key": KEY})
+    assert added.status_code == 201, added.text
+    assert added.json()["metadata"] == {"class": "shoes", "brand": "Acme"}
+    found = client.post("/api/search?k=3&brand=Acme", files=upload(new)).json()["results"]
+    assert [r["id"] for r in found] == ["new-shoe"]
+    assert client.get("/api/images/new-shoe").content == new.read_bytes()
+    dup = client.post("/api/admin/products", data=form, files=upload(new), headers={"X-API-Key": KEY})
+    assert dup.status_code == 409
+    bad = client.post("/api/admin/products", data={"id": "x", "metadata": "[1]"}, files=upload(new), headers={"X-API-Key": KEY})
+    assert bad.status_code == 400
+    assert client.delete("/api/admin/products/new-shoe", headers={"X-API-Key": KEY}).status_code == 204
+    assert client.get("/api/products/new-shoe").status_code == 404
+    assert client.delete("/api/admin/products/new-shoe", headers={"X-API-Key": KEY}).status_code == 404
+    assert len(Index.load(index_path)) == 200
+
+
+def test_writes_by_another_process_are_picked_up(index_path, tmp_path):
+    app = create_app(index_path)
+    app.state.holder._check_every = 0
+    client = TestClient(app)
+    assert client.get("/api/health").json()["products"] == 200
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    shutil.copy(photo("hat"), extra / "hat-copy-99.jpg")
+    Index.load(index_path).add(extra)  # e.g. `lookalike add` from a shell while the server runs
+    assert client.get("/api/health").json()["products"] == 201
+    assert client.get("/api/products/hat-copy-99").status_code == 200
+
+
+def test_an_open_index_keeps_its_version_after_a_swap(index_path):
+    reader = Index.load(index_path)
+    removed = reader.ids[1]
+    Index.load(index_path).remove([removed])
+    # the reader still answers from the version it opened: rows and metadata stay paired
+    assert reader.search(removed, k=1, exclude_self=False)[0].id == removed
+    assert reader.get(reader.ids[2]).id == reader.ids[2]
+    assert removed not in Index.load(index_path)
+
+
+def test_openapi_schema_and_page(client):
+    schema = client.get("/openapi.json").json()
+    assert {"/api/search", "/api/products/{pid}/similar", "/api/facets", "/api/admin/products"} <= set(schema["paths"])
+    page = client.get("/")
+    assert page.status_code == 200 and "lookalike" in page.text
+    assert client.get("/static/app.js").status_code == 200
