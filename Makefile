@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test
+EXTRAS ?= test,serve,train
 DEMO_IDX := build/demo.idx
+PORT ?= 8000
 DEMO_ID := 04f0b07f-4b9f-4c55-bc5d-b693658fb32c
 
 .PHONY: demo test venv bench clean
@@ -21,11 +22,12 @@ demo: venv
 	$(BIN)/lookalike search $(DEMO_IDX) --id $(DEMO_ID) -k 8 --grid build/demo-by-id.png
 	$(BIN)/lookalike search $(DEMO_IDX) examples/catalog/shoes/0a30baec-1938-47c5-b495-68a51701b43d.jpg -k 8 --where class=shoes --grid build/demo-by-photo.png
 	$(BIN)/lookalike evaluate $(DEMO_IDX) --field class
+	$(BIN)/lookalike serve $(DEMO_IDX) --host 127.0.0.1 --port $(PORT)
 
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-bench: EXTRAS = test,bench
+bench: EXTRAS = test,serve,train,bench
 bench: venv
 	$(BIN)/python benchmarks/core.py
 

@@ -59,6 +59,21 @@ def decode_all(paths: list[Path], size: tuple[int, int], progress: Progress) -> 
     return out[good], good.tolist()
 
 
+def default_labels(catalog: Catalog) -> list[str]:
+    """The known label columns present; failing those, every column that looks categorical (at least 2
+    values, and far fewer values than products: not names, not ids)."""
+    known = [c for c in DEFAULT_LABELS if c in catalog.columns]
+    if known:
+        return known
+    out = []
+    for column in catalog.columns:
+        values = [p.metadata.get(column) for p in catalog.products if p.metadata.get(column) is not None]
+        distinct = len(set(values))
+        if values and 2 <= distinct <= max(2, len(values) // 4):
+            out.append(column)
+    return out
+
+
 def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[int, int] = (64, 80),
          labels: list[str] | None = None, min_count: int = 5, val_fraction: float = 0.1,
          teacher: str | Path | None = None, progress: Progress | None = None) -> TrainData:
@@ -66,7 +81,7 @@ def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[
     catalog = Catalog.read(photos, metadata)
     if not catalog.products:
         raise LookalikeError("no photos to train on")
-    wanted = list(labels) if labels is not None else [c for c in DEFAULT_LABELS if c in catalog.columns]
+    wanted = list(labels) if labels is not None else default_labels(catalog)
     missing = [c for c in wanted if c not in catalog.columns]
     if missing:
         raise LookalikeError(f"no label column {missing[0]!r}; columns are {', '.join(catalog.columns) or 'none'}")

@@ -3,8 +3,10 @@ write the model folder lookalike loads: model.onnx, model.json, CARD.md."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +40,10 @@ def export_onnx(net: FashionNet, path: Path, config: TrainConfig) -> list[str]:
     module = _Public(net, heads).eval()
     dummy = torch.zeros(2, 3, config.height, config.width)
     names = ["embedding", *heads]
-    torch.onnx.export(module, (dummy,), str(path), input_names=["image"], output_names=names,
-                      dynamic_axes={n: {0: "batch"} for n in ["image", *names]}, opset_version=17, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact and dependency-free
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (dummy,), str(path), input_names=["image"], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in ["image", *names]}, opset_version=17, dynamo=False)
     return heads
 
 
@@ -57,13 +61,19 @@ def quantize(src: Path, dst: Path, calibration: np.ndarray) -> None:
             return next(self.batches, None)
 
     pre = dst.with_suffix(".pre.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a note per tensor it leaves alone
     try:
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-    except Exception:
-        shutil.copyfile(src, pre)
-    quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    pre.unlink(missing_ok=True)
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception:
+            shutil.copyfile(src, pre)
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+        pre.unlink(missing_ok=True)
 
 
 def write_model(folder: Path, onnx_file: Path, name: str, config: TrainConfig, vocab: dict[str, list[str]],

@@ -1,0 +1,90 @@
+"""Training end to end on small fixtures: labelled and unlabelled, export, ONNX parity, heads, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import DEMO, DEMO_CSV
+
+torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+
+from lookalike import Embedder, Index  # noqa: E402
+from lookalike.train import train  # noqa: E402
+from lookalike.train.loop import TrainConfig  # noqa: E402
+
+TINY = dict(epochs=1, batch_size=32, widths=(8, 16, 16, 32), dim=32, lr=1e-2, threads=2)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "model"
+    report = train(DEMO, DEMO_CSV, out=out, config=TrainConfig(**TINY), log=lambda m: None)
+    return out, report
+
+
+def test_labelled_training_exports_a_model_index_accepts(labelled, tmp_path):
+    out, report = labelled
+    assert {"model.onnx", "model.json", "weights.pt", "training.json"} <= {p.name for p in out.iterdir()}
+    assert report.variant in ("int8", "float32") and set(report.variants) == {"float32", "int8"}
+    model = Embedder.load(str(out))
+    assert list(model.heads) == ["class"] and sorted(model.heads["class"]) == sorted(p.name for p in DEMO.iterdir() if p.is_dir())
+    index = Index.build(DEMO / "hat", out=tmp_path / "i.idx", model=str(out))
+    hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
+    assert index.search(hat, k=1)[0].id == hat.stem
+    log = json.loads((out / "training.json").read_text())
+    assert log["history"] and log["products"] == 200 and log["variant"] == report.variant
+
+
+def test_classification_gives_every_head_with_probabilities(labelled):
+    model = Embedder.load(str(labelled[0]))
+    predictions = model.predict(sorted(DEMO.glob("*/*.jpg"))[:3], top=10)
+    for p in predictions:
+        assert set(p) == set(model.heads)
+        assert sum(p["class"].probs) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_onnx_agrees_with_pytorch(tmp_path):
+    from lookalike.train.export import export_onnx
+    from lookalike.train.loop import build_net
+    import onnxruntime as ort
+
+    config = TrainConfig(**TINY)
+    net = build_net(config, {"a": ["x", "y", "z"], "articleType+baseColour": ["p", "q"]}, teacher_dim=None).eval()
+    heads = export_onnx(net, tmp_path / "m.onnx", config)
+    assert heads == ["a"]  # the training-only pair head is not exported
+    x = torch.randn(4, 3, config.height, config.width)
+    with torch.no_grad():
+        emb, logits, _ = net(x)
+    onnx_emb, onnx_a = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"image": x.numpy()})
+    assert np.abs(onnx_emb - emb.numpy()).max() < 1e-4 and np.abs(onnx_a - logits["a"].numpy()).max() < 1e-3
+
+
+def test_unlabelled_training_is_self_supervised(tmp_path):
+    out = tmp_path / "ssl"
+    report = train(DEMO / "shoes", None, out=out, config=TrainConfig(**TINY), quantize="float32", log=lambda m: None)
+    model = Embedder.load(str(out))
+    assert model.heads == {} and report.variant == "float32"
+    vecs = model.encode(sorted((DEMO / "shoes").glob("*.jpg"))[:4])
+    assert vecs.shape == (4, 32) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-4)
+
+
+def test_training_resumes_from_its_checkpoint(labelled, tmp_path):
+    from lookalike.train.data import load
+    from lookalike.train.loop import fit
+
+    data = load(DEMO, DEMO_CSV, labels=["class"])
+    messages = []
+    fit(data, tmp_path, TrainConfig(**TINY), log=messages.append)
+    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]) == 1
+    messages.clear()
+    fit(data, tmp_path, TrainConfig(**TINY), log=messages.append)
+    assert any("resuming after epoch 1" in m for m in messages)
+
+
+def test_fine_tuning_starts_from_a_trained_model(labelled, tmp_path):
+    out, _ = labelled
+    messages = []
+    train(DEMO / "hat", None, out=tmp_path / "ft", init=str(out), config=TrainConfig(**TINY), quantize="float32",
+          log=messages.append)
+    assert any("initialised" in m for m in messages)
