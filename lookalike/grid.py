@@ -59,6 +59,17 @@ def draw_rows(rows: Sequence[tuple[Image.Image | None, str, Sequence[Result]]], 
     font = _font()
     tiles = [[_tile(img, [label], font, highlight=True)] + [_tile(result_image(r), caption(r), font) for r in res]
              for img, label, res in rows]
+    return _sheet(tiles, out)
+
+
+def contact_sheet(items: Sequence[tuple[Image.Image | None, Sequence[str]]], out: str | Path, columns: int = 8) -> Path:
+    """Images with captions, `columns` to a row. Written as PNG to `out`."""
+    font = _font()
+    tiles = [_tile(img, lines, font) for img, lines in items]
+    return _sheet([tiles[i:i + columns] for i in range(0, len(tiles), columns)] or [[_tile(None, [], font)]], out)
+
+
+def _sheet(tiles: list[list[Image.Image]], out: str | Path) -> Path:
     cols = max(len(t) for t in tiles)
     tw, th = tiles[0][0].size
     sheet = Image.new("RGB", (cols * (tw + 4) + 4, len(tiles) * (th + 4) + 4), (235, 235, 235))

@@ -22,13 +22,14 @@ from ..progress import RichProgress
 from ..search import parse_where
 from .common import cli_errors, err, out, print_report
 from .model import model_app
-from .train import classify as classify_cmd, train as train_cmd
+from .train import categories as categories_cmd, classify as classify_cmd, train as train_cmd
 
 app = typer.Typer(help="Visual search for fashion catalogs: index photos, find lookalikes.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(model_app, name="model")
 app.command()(train_cmd)
 app.command()(classify_cmd)
+app.command()(categories_cmd)
 
 MODEL = typer.Option("default", "--model", "-m", help="default, classic, a registered name or a model folder")
 METADATA = typer.Option(None, "--metadata", help="CSV: Kaggle styles.csv or any CSV with an id column")
@@ -196,7 +197,7 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
           api_key_file: Optional[Path] = typer.Option(None, help="file holding the admin API key "
                                                       "(default: the LOOKALIKE_API_KEY variable; none = no writes)"),
           max_upload_mb: float = typer.Option(10.0, help="largest accepted upload"),
-          workers: int = typer.Option(1, min=1, help="server processes")):
+          workers: int = typer.Option(1, min=1, help="server processes (each loads the index; writes reach all)")):
     """Serve the web page (/) and the HTTP API (/docs) over an index."""
     try:
         import uvicorn
@@ -209,4 +210,34 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     idx = app_.state.holder.index
     err.print(f"serving {len(idx):,} products ({idx.manifest['model']['id']}) at [bold]http://{host}:{port}/[/] "
               f"(API docs at /docs; admin writes {'enabled' if key else 'disabled'})")
-    uvicorn.run(app_, host=host, port=port, workers=1 if workers == 1 else None, log_level="warning")
+    if workers == 1:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        return
+    os.environ.update({"LOOKALIKE_INDEX": str(index_dir.absolute()), "LOOKALIKE_MAX_UPLOAD_MB": str(max_upload_mb)})
+    if api_key_file:
+        os.environ["LOOKALIKE_API_KEY_FILE"] = str(api_key_file.absolute())
+    uvicorn.run("lookalike.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning")
+
+
+@app.command("recommend-all")
+@cli_errors
+def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+                      k: int = typer.Option(10, "-k", min=1, max=1000),
+                      out_file: Path = typer.Option(..., "--out", "-o", help=".parquet (default) or .csv"),
+                      where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
+                      same: List[str] = typer.Option([], "--same", help="only neighbours sharing this column's value (repeatable)"),
+                      as_csv: bool = typer.Option(False, "--csv", help="write CSV whatever the file name"),
+                      batch: int = typer.Option(2048, min=1)):
+    """Top-k similar products for every product, streamed to Parquet or CSV (id, rank, neighbour_id, score)."""
+    from ..recommend import recommend_all
+
+    idx = Index.load(index_dir)
+    for column in same:
+        idx.meta.facets(column)  # unknown columns fail here, before any work
+    with RichProgress(err) as progress:
+        report = recommend_all(idx, out_file, k, where=parse_where(where), same=same,
+                               fmt="csv" if as_csv else None, batch=batch, progress=progress)
+    err.print(f"{report.rows:,} recommendations for {report.products:,} products"
+              + (f" in {report.groups:,} groups" if same else "")
+              + f" written to {report.path} in {report.seconds:.1f} s")

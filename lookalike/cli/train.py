@@ -54,33 +54,72 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
 
 
+def _image_files(inputs: List[Path]) -> list[Path]:
+    files = [p for item in inputs for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
+                                              if item.is_dir() else [item])]
+    if not files:
+        raise LookalikeError("no photos found in the inputs")
+    return files
+
+
 @cli_errors
 def classify(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
              model: str = typer.Option("default", "--model", "-m"),
              top: int = typer.Option(1, min=1, max=10, help="labels per attribute"),
              as_json: bool = typer.Option(False, "--json")):
     """Predicted category / colour / gender of photos, with confidence (needs a model with heads)."""
-    from ..models.pipeline import embed_batch
-    from ..models.base import predictions_for
+    from ..classify import classify_images
 
     embedder = load_model(model)
-    if not embedder.heads:
-        raise LookalikeError(f"model {embedder.id} has no attribute heads, so it cannot classify; "
-                             "use a model trained by `lookalike train` (the default model once trained)")
-    files = [p for item in inputs for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
-                                              if item.is_dir() else [item])]
-    result = embed_batch(embedder, [(str(f), f) for f in files], with_heads=True)
-    rows = []
-    for i, key in enumerate(result.keys):
-        preds = predictions_for(embedder.heads, result.heads, i, top)
-        rows.append({"image": key, **{h: [{"label": l, "p": round(p, 4)} for l, p in zip(pr.labels, pr.probs)]
-                                      for h, pr in preds.items()}})
+    with RichProgress(err, transient=True) as progress:
+        rows, skipped = classify_images(embedder, _image_files(inputs), top=top, progress=progress)
     if as_json:
-        out.print_json(json.dumps({"predictions": rows, "skipped": [{"image": str(k), "error": e} for k, e in result.errors]}))
+        out.print_json(json.dumps({"predictions": [
+            {"image": r.image, **{h: [{"label": l, "p": round(p, 4)} for l, p in zip(pr.labels, pr.probs)]
+                                  for h, pr in r.predictions.items()}} for r in rows],
+            "skipped": [{"image": k, "error": e} for k, e in skipped]}))
     else:
         table = Table("image", *embedder.heads)
-        for row in rows:
-            table.add_row(Path(row["image"]).name, *(f"{row[h][0]['label']} ({row[h][0]['p']:.2f})" for h in embedder.heads))
+        for r in rows:
+            table.add_row(Path(r.image).name, *(f"{r.predictions[h].label} ({r.predictions[h].confidence:.2f})"
+                                                 for h in embedder.heads))
         out.print(table)
-    for key, reason in result.errors:
+    for key, reason in skipped:
+        err.print(f"[yellow]skipped[/] {reason}", highlight=False)
+
+
+@cli_errors
+def categories(photos: List[Path] = typer.Argument(..., help="photos or folders"),
+               k: int = typer.Option(3, "-k", min=1, help="how many categories to list"),
+               head: Optional[str] = typer.Option(None, help="which attribute (default: articleType, else the first)"),
+               model: str = typer.Option("default", "--model", "-m"),
+               sheet: Optional[Path] = typer.Option(None, help="write a contact sheet PNG of the photos with their labels"),
+               as_json: bool = typer.Option(False, "--json")):
+    """The most common predicted categories in a set of photos, with an optional contact sheet."""
+    from ..classify import classify_images, common_categories
+    from ..grid import contact_sheet
+    from ..images import load_image
+
+    embedder = load_model(model)
+    with RichProgress(err, transient=True) as progress:
+        rows, skipped = classify_images(embedder, _image_files(photos), top=1, progress=progress)
+    if not embedder.heads:
+        raise LookalikeError("this model has no attribute heads")
+    head = head or ("articleType" if "articleType" in embedder.heads else next(iter(embedder.heads)))
+    if head not in embedder.heads:
+        raise LookalikeError(f"the model has no head {head!r}; heads: {', '.join(embedder.heads)}")
+    top = common_categories(rows, head, k)
+    if as_json:
+        out.print_json(json.dumps({"head": head, "images": len(rows), "skipped": len(skipped),
+                                   "categories": [{"label": l, "count": n, "share": round(s, 4)} for l, n, s in top]}))
+    else:
+        table = Table("#", head, "photos", "share", title=f"{len(rows)} photos")
+        for i, (label, n, share) in enumerate(top, 1):
+            table.add_row(str(i), label, str(n), f"{share:.0%}")
+        out.print(table)
+    if sheet:
+        contact_sheet([(load_image(r.image), [Path(r.image).name, f"{r.predictions[head].label} "
+                                                                  f"{r.predictions[head].confidence:.2f}"]) for r in rows], sheet)
+        err.print(f"contact sheet written to {sheet}")
+    for key, reason in skipped:
         err.print(f"[yellow]skipped[/] {reason}", highlight=False)

@@ -283,6 +283,13 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     return app
 
 
+def app_from_env() -> FastAPI:
+    """App factory for multi-process serving (`lookalike serve --workers N`): settings come from the
+    environment that `serve` sets: LOOKALIKE_INDEX, LOOKALIKE_API_KEY_FILE, LOOKALIKE_MAX_UPLOAD_MB."""
+    return create_app(os.environ["LOOKALIKE_INDEX"], api_key=api_key_from(file=os.environ.get("LOOKALIKE_API_KEY_FILE")),
+                      max_upload_mb=float(os.environ.get("LOOKALIKE_MAX_UPLOAD_MB", "10")))
+
+
 def api_key_from(env: str = "LOOKALIKE_API_KEY", file: str | Path | None = None) -> str | None:
     if file:
         key = Path(file).read_text().strip()

@@ -1,0 +1,166 @@
+"""Model benchmark (issue 3): a trained model beside the classic embedder and the reference ImageNet
+MobileNetV2, on what shoppers see.
+
+- Catalog: validation products (held out from training by id, `lookalike.train.data.is_validation`)
+  queried against the whole rest of the shared catalog: P@1 / P@10 of articleType, subCategory,
+  baseColour, gender and "same articleType and colour".
+- Classification top-1 on the validation products (model heads).
+- Photos unlike the catalog: leave-one-out class P@10 on clothing-demo (200 real photos, 10 classes) and on
+  CCP garment crops of the held-out half of the annotated photos (garment on white, as shop-the-look cuts it).
+- Embedding throughput with decoding (images/s on 2 cores), model size, training time.
+
+Run: `python benchmarks/model.py --model build/model-v1` (default: the shipped default model).
+Writes benchmarks/results/model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+import ccp
+from common import CACHE, FPI, ROOT, Reference, catalog_images, save
+from lookalike import Embedder
+from lookalike.catalog import Catalog
+from lookalike.evaluate import evaluate, field_labels, neighbours, score
+from lookalike.models.pipeline import embed_batch
+from lookalike.train.data import is_validation
+
+FIELDS = ["articleType", "subCategory", "baseColour", "gender", "articleType+baseColour"]
+HEADS = ["articleType", "subCategory", "masterCategory", "baseColour", "gender"]
+console = Console()
+
+
+def catalog():
+    cat = Catalog.read(catalog_images(), FPI / "styles.csv")
+    ids = [p.id for p in cat.products]
+    paths = [p.path for p in cat.products]
+    columns = {c: [p.metadata.get(c) for p in cat.products] for c in cat.columns}
+    return ids, paths, columns
+
+
+def cached(name: str, ids: list[str], make) -> np.ndarray:
+    path = CACHE / f"{name}.npy"
+    names = CACHE / f"{name}.ids.txt"
+    if path.exists() and names.exists() and names.read_text().split() == ids:
+        return np.load(path)
+    vectors = make()
+    np.save(path, vectors)
+    names.write_text("\n".join(ids))
+    return vectors
+
+
+def catalog_scores(vectors: np.ndarray, columns: dict, val_rows: np.ndarray) -> dict:
+    hits = neighbours(vectors, vectors[val_rows], val_rows, 10)
+    return {f: score(field_labels(columns, f), val_rows, hits, 10, f).to_dict() for f in FIELDS}
+
+
+def photo_sets():
+    demo = sorted((ROOT / "examples" / "catalog").glob("*/*.jpg"))
+    crops = ccp.garment_crops("test", masked=True)
+    return ([(p, p.parent.name) for p in demo], [(c.image, c.label) for c in crops])
+
+
+def photo_scores(embed, sets) -> dict:
+    out = {}
+    for name, items in zip(("demo_photos", "ccp_crops"), sets):
+        vecs = embed([x for x, _ in items])
+        out[name] = evaluate(vecs, {"class": [y for _, y in items]}, ["class"], k=10)[0].to_dict()
+        out[name]["classes"] = len({y for _, y in items})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+    model = Embedder.load(args.model)
+    ids, paths, columns = catalog()
+    val_rows = np.array([i for i, pid in enumerate(ids) if is_validation(pid, 0.1)])
+    console.print(f"{len(ids):,} products, {len(val_rows):,} validation queries; model {model.id}")
+    sets = photo_sets()
+    results: dict = {"model": model.id, "validation_queries": int(len(val_rows)), "catalog": {}, "photos": {}}
+
+    def encoder(m):
+        return lambda items: embed_batch(m, list(enumerate(items))).vectors
+
+    start = time.perf_counter()
+    out = embed_batch(model, list(enumerate(paths)), with_heads=bool(model.heads))
+    seconds = time.perf_counter() - start
+    results["embed_images_per_s"] = round(len(paths) / seconds, 1)
+    results["catalog"][model.id] = catalog_scores(out.vectors, columns, val_rows)
+    results["photos"][model.id] = photo_scores(encoder(model), sets)
+    if model.heads:
+        acc = {}
+        for head in HEADS:
+            if head not in out.heads:
+                continue
+            vocab = model.heads[head]
+            pred = np.array(vocab)[out.heads[head][val_rows].argmax(1)]
+            truth = np.array([columns[head][r] for r in val_rows], dtype=object)
+            known = np.array([t is not None for t in truth])
+            acc[head] = round(float((pred[known] == truth[known]).mean()), 4)
+        results["classification_top1"] = acc
+    onnx = getattr(model, "folder", None)
+    if onnx:
+        results["model_megabytes"] = round((Path(onnx) / model.manifest.onnx).stat().st_size / 1e6, 2)
+        training = Path(onnx) / "training.json"
+        if training.exists():
+            t = json.loads(training.read_text())
+            results["training_minutes"] = round(t["seconds"] / 60, 1)
+            results["training_command"] = t.get("command")
+
+    classic = Embedder.load("classic")
+    classic_vecs = cached("classic-fpi", ids, lambda: embed_batch(classic, list(enumerate(paths))).vectors)
+    results["catalog"]["classic-v1"] = catalog_scores(classic_vecs, columns, val_rows)
+    results["photos"]["classic-v1"] = photo_scores(encoder(classic), sets)
+    if not args.no_reference:
+        ref = Reference()
+        ref_vecs = cached("reference-fpi", ids, lambda: ref.embed_paths(paths))
+        results["catalog"][ref.name] = catalog_scores(ref_vecs, columns, val_rows)
+
+        def ref_embed(items):
+            from lookalike.images import load_image
+            return np.stack([ref.embed_image(load_image(x)) for x in items])
+
+        results["photos"][ref.name] = photo_scores(ref_embed, sets)
+    path = save("model", results)
+    report(results)
+    console.print(f"written to {path}")
+
+
+def report(res: dict) -> None:
+    t = Table(title=f"validation products vs the rest of the catalog: P@10 (P@1); photos: class P@10 (P@1)")
+    t.add_column("model")
+    for f in FIELDS:
+        t.add_column(f, justify="right")
+    t.add_column("demo photos", justify="right")
+    t.add_column("CCP crops", justify="right")
+    for name, scores in res["catalog"].items():
+        ph = res["photos"].get(name, {})
+        t.add_row(name, *(f"{scores[f]['P@10']:.3f} ({scores[f]['P@1']:.2f})" for f in FIELDS),
+                  *(f"{ph[s]['P@10']:.3f} ({ph[s]['P@1']:.2f})" if s in ph else "-" for s in ("demo_photos", "ccp_crops")))
+    t.add_row("target", "0.85", "", "0.65", "0.90", "0.55", ">= reference", ">= reference")
+    Console().print(t)
+    if "classification_top1" in res:
+        c = Table(title="classification top-1 on validation products")
+        targets = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98, "gender": 0.90, "baseColour": 0.65}
+        c.add_column("head")
+        c.add_column("top-1", justify="right")
+        c.add_column("target", justify="right")
+        for head, acc in res["classification_top1"].items():
+            c.add_row(head, f"{acc:.3f}", f"{targets.get(head, '')}")
+        Console().print(c)
+    Console().print(f"embedding with decoding: {res['embed_images_per_s']:.0f} images/s; "
+                    f"model {res.get('model_megabytes', '-')} MB; training {res.get('training_minutes', '-')} min")
+
+
+if __name__ == "__main__":
+    main()

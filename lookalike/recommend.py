@@ -1,0 +1,118 @@
+"""Batch "similar items" for every product: what a shop precomputes for its product pages.
+
+Streams rows (id, rank, neighbour_id, score) to Parquet (or CSV) batch by batch, so memory stays bounded by
+the batch size, not the catalog. Written to a temporary file and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import LookalikeError
+from .index import Index
+from .progress import NoProgress, Progress
+from .search import Where, normalise_where, top_k
+
+
+@dataclass
+class RecommendReport:
+    products: int
+    rows: int
+    groups: int
+    seconds: float
+    path: Path
+
+
+class _Writer:
+    def __init__(self, path: Path, fmt: str):
+        self.fmt, self.path = fmt, path
+        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        if fmt == "parquet":
+            try:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise LookalikeError("Parquet output needs pyarrow: pip install 'lookalike[export]' (or use --csv)") from None
+            self.pa = pa
+            self.schema = pa.schema([("id", pa.string()), ("rank", pa.int16()), ("neighbour_id", pa.string()),
+                                     ("score", pa.float32())])
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        else:
+            self.fh = open(self.tmp, "w", newline="")
+            self.writer = csv.writer(self.fh)
+            self.writer.writerow(["id", "rank", "neighbour_id", "score"])
+
+    def write(self, ids, ranks, neighbours, scores) -> None:
+        if self.fmt == "parquet":
+            self.writer.write_table(self.pa.table([ids, np.asarray(ranks, np.int16), neighbours,
+                                                   np.asarray(scores, np.float32)], schema=self.schema))
+        else:
+            self.writer.writerows(zip(ids, ranks, neighbours, (f"{s:.6f}" for s in scores)))
+
+    def close(self, ok: bool) -> None:
+        (self.writer if self.fmt == "parquet" else self.fh).close()
+        if ok:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | None = None,
+                  same: Sequence[str] = (), fmt: str | None = None, batch: int = 2048,
+                  progress: Progress | None = None) -> RecommendReport:
+    """Top-k neighbours of every product (matching `where`), among products matching `where` and sharing
+    the values of the `same` columns. Duplicate photos are collapsed, the product itself left out."""
+    import faiss
+
+    started = time.perf_counter()
+    out = Path(out)
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "parquet")
+    progress = progress or NoProgress()
+    where = normalise_where(where)
+    rows = index.meta.rows_where(where) if where else np.arange(len(index))
+    groups: dict[tuple, list[int]] = {}
+    if same:
+        keys = list(zip(*(index.meta.column(c) for c in same)))
+        for r in rows:
+            if None not in keys[r]:
+                groups.setdefault(keys[r], []).append(int(r))
+    else:
+        groups[()] = [int(r) for r in rows]
+    vectors = index.vectors()
+    hashes = index._hashes
+    writer = _Writer(out, fmt)
+    total = 0
+    progress.start(sum(len(g) for g in groups.values()), "recommending")
+    ok = False
+    try:
+        for members in groups.values():
+            allowed = np.array(members, dtype=np.int64)
+            whole = len(allowed) == len(index)
+            selector = None if whole else faiss.IDSelectorBatch(allowed)
+            for start in range(0, len(allowed), batch):
+                q = allowed[start:start + batch]
+                hits = top_k(index.faiss, vectors[q], k, allowed=None if whole else allowed, selector=selector,
+                             exclude=[{int(r)} for r in q], hashes=hashes,
+                             exclude_hashes=[{int(hashes[r])} if hashes[r] else set() for r in q])
+                ids, ranks, neigh, scores = [], [], [], []
+                for r, found in zip(q, hits):
+                    for rank, (row, s) in enumerate(found, 1):
+                        ids.append(index.ids[r])
+                        ranks.append(rank)
+                        neigh.append(index.ids[row])
+                        scores.append(s)
+                writer.write(ids, ranks, neigh, scores)
+                total += len(ids)
+                progress.advance(len(q))
+        ok = True
+    finally:
+        writer.close(ok)
+    return RecommendReport(int(sum(len(g) for g in groups.values())), total, len(groups),
+                           time.perf_counter() - started, out)
