@@ -241,3 +241,30 @@ def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     err.print(f"{report.rows:,} recommendations for {report.products:,} products"
               + (f" in {report.groups:,} groups" if same else "")
               + f" written to {report.path} in {report.seconds:.1f} s")
+
+
+@app.command()
+@cli_errors
+def report(photos: Optional[Path] = typer.Argument(None, help="folder of product photos"),
+           metadata: Optional[Path] = METADATA,
+           out_file: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
+           index_dir: Optional[Path] = typer.Option(None, "--index", help="an index of the catalog: adds near-duplicate groups"),
+           id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL):
+    """A self-contained HTML report of a catalog: columns, missing values, class balance, photo problems."""
+    from ..report import build_report
+
+    idx = Index.load(index_dir) if index_dir else None
+    with RichProgress(err) as progress:
+        summary = build_report(photos, metadata, out=out_file, index=idx, progress=progress, id_column=id_column,
+                               image_column=image_column)
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for label, value in (("products", summary.products), ("photos read", summary.photos),
+                         ("unreadable photos", summary.unreadable), ("greyscale photos", summary.greyscale),
+                         ("rows without a photo", summary.rows_without_image),
+                         ("photos without a row", summary.images_without_row)):
+        table.add_row(label, f"{value:,}")
+    if idx is not None:
+        table.add_row("near-duplicate groups", f"{summary.duplicate_groups:,}")
+    table.add_row("time", f"{summary.seconds:.1f} s")
+    err.print(table)
+    err.print(f"report written to [bold]{summary.path}[/]")
