@@ -9,7 +9,7 @@ from PIL import Image
 from conftest import DEMO
 from lookalike import Embedder, ImageError, Index, ModelError, load_image
 from lookalike.models import HeadSpec, ModelManifest, OnnxEmbedder, import_model, list_models
-from lookalike.models.manifest import sha256_file
+from lookalike.files import sha256_file
 from tests_models_helper import tiny_onnx_file, tiny_onnx_model
 
 PHOTOS = sorted(DEMO.glob("*/*.jpg"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import IndexStoreError
+from ..files import read_manifest_json, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "lookalike-index"
@@ -133,11 +133,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def file_digest(path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
@@ -150,17 +146,9 @@ def write_manifest(folder: Path, manifest: dict) -> None:
 def read_manifest(folder: Path, verify: bool = False) -> dict:
     folder = Path(folder)
     recover(folder.absolute())
-    path = folder / MANIFEST
     if not folder.is_dir():
         raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IndexStoreError(f"{folder}: not a lookalike index (no {MANIFEST})") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise IndexStoreError(f"{path}: unreadable manifest ({exc})") from None
-    if manifest.get("format") != FORMAT:
-        raise IndexStoreError(f"{folder}: not a lookalike index (format {manifest.get('format')!r})")
+    manifest = read_manifest_json(folder / MANIFEST, IndexStoreError, "lookalike index", FORMAT)
     if manifest.get("version", 0) > VERSION:
         raise IndexStoreError(f"{folder}: index format version {manifest['version']} is newer than this "
                               f"lookalike reads ({VERSION}); upgrade lookalike")

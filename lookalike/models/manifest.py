@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import read_manifest_json
 
 MANIFEST = "model.json"
 FORMAT = "lookalike-model"
@@ -67,25 +67,10 @@ class ModelManifest:
     @classmethod
     def read(cls, folder: Path) -> "ModelManifest":
         path = folder / MANIFEST
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{folder}: not a model directory (no {MANIFEST})") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: unreadable model manifest ({exc})") from None
-        if raw.get("format") != FORMAT:
-            raise ModelError(f"{path}: not a lookalike model manifest (format {raw.get('format')!r})")
+        raw = read_manifest_json(path, ModelError, "model directory", FORMAT)
         try:
             return cls(**{**raw, "input": InputSpec(**raw.get("input", {})),
                           "embedding": EmbeddingSpec(**raw.get("embedding", {})),
                           "heads": {k: HeadSpec(**v) for k, v in raw.get("heads", {}).items()}})
         except TypeError as exc:
             raise ModelError(f"{path}: malformed model manifest ({exc})") from None
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,7 +11,8 @@ from PIL import Image
 from ..errors import ModelError
 from ..images import fit
 from .base import Embedder, Outputs, l2_normalise
-from .manifest import ModelManifest, sha256_file
+from ..files import sha256_file
+from .manifest import ModelManifest
 
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
             "area": Image.BOX, "lanczos": Image.LANCZOS}

@@ -16,7 +16,8 @@ from PIL import Image
 from ..errors import ModelError
 from .base import Embedder
 from .classic import ClassicEmbedder
-from .manifest import MANIFEST, EmbeddingSpec, InputSpec, ModelManifest, sha256_file
+from ..files import sha256_file
+from .manifest import MANIFEST, EmbeddingSpec, InputSpec, ModelManifest
 
 #: The shipped default model lives here once trained (see docs/models.md); until then `default` is `classic`.
 PACKAGED = Path(__file__).parent / "default"

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.manifest import MANIFEST, EmbeddingSpec, HeadSpec, InputSpec, ModelManifest, sha256_file
+from ..files import sha256_file
+from ..models.manifest import MANIFEST, EmbeddingSpec, HeadSpec, InputSpec, ModelManifest
 from ..models.onnx import OnnxEmbedder
 from .data import PAIR
 from .loop import MEAN, STD, TrainConfig
