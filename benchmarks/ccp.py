@@ -1,8 +1,9 @@
 """Clothing Co-Parsing (../shared/data/clothing-co-parsing): garment crops and background patches.
 
 Photos with even numbers are the training half (backgrounds, and garment crops if a model trains on them);
-odd numbers are held out for measuring. Run as a script to write training backgrounds:
-    python benchmarks/ccp.py backgrounds OUT_DIR
+odd numbers are held out for measuring. Run as a script to write training material from the even half:
+    python benchmarks/ccp.py backgrounds OUT_DIR     # scene patches with no person
+    python benchmarks/ccp.py crops OUT_DIR           # garment crops on white + crops.csv (catalog labels)
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ MIN_PIXELS = 1500
 GARMENTS = {"t-shirt", "shirt", "blouse", "top", "sweater", "cardigan", "jacket", "coat", "blazer", "dress", "jeans",
             "pants", "shorts", "skirt", "leggings", "heels", "shoes", "boots", "sneakers", "sandals", "bag", "purse",
             "hat", "vest", "sweatshirt", "jumper", "flats", "wedges", "pumps", "loafers", "hoodie", "romper"}
+
+
+#: CCP garment label -> (articleType, subCategory, masterCategory) of the Kaggle catalog.
+TO_CATALOG = {
+    "t-shirt": ("Tshirts", "Topwear", "Apparel"), "shirt": ("Shirts", "Topwear", "Apparel"),
+    "blouse": ("Tops", "Topwear", "Apparel"), "top": ("Tops", "Topwear", "Apparel"),
+    "sweater": ("Sweaters", "Topwear", "Apparel"), "jumper": ("Sweaters", "Topwear", "Apparel"),
+    "cardigan": ("Sweaters", "Topwear", "Apparel"), "sweatshirt": ("Sweatshirts", "Topwear", "Apparel"),
+    "hoodie": ("Sweatshirts", "Topwear", "Apparel"), "jacket": ("Jackets", "Topwear", "Apparel"),
+    "coat": ("Jackets", "Topwear", "Apparel"), "blazer": ("Blazers", "Topwear", "Apparel"),
+    "dress": ("Dresses", "Dress", "Apparel"), "jeans": ("Jeans", "Bottomwear", "Apparel"),
+    "pants": ("Trousers", "Bottomwear", "Apparel"), "leggings": ("Leggings", "Bottomwear", "Apparel"),
+    "shorts": ("Shorts", "Bottomwear", "Apparel"), "skirt": ("Skirts", "Bottomwear", "Apparel"),
+    "heels": ("Heels", "Shoes", "Footwear"), "pumps": ("Heels", "Shoes", "Footwear"),
+    "wedges": ("Heels", "Shoes", "Footwear"), "flats": ("Flats", "Shoes", "Footwear"),
+    "loafers": ("Casual Shoes", "Shoes", "Footwear"), "shoes": ("Casual Shoes", "Shoes", "Footwear"),
+    "sneakers": ("Casual Shoes", "Shoes", "Footwear"), "boots": ("Casual Shoes", "Shoes", "Footwear"),
+    "sandals": ("Sandals", "Sandal", "Footwear"), "bag": ("Handbags", "Bags", "Accessories"),
+    "purse": ("Handbags", "Bags", "Accessories"), "hat": ("Caps", "Headwear", "Accessories"),
+}
 
 
 @dataclass
@@ -101,8 +122,25 @@ def write_backgrounds(folder: Path, size: int = 96, per_photo: int = 6, seed: in
     return count
 
 
+def write_crops(folder: Path, split: str = "train") -> int:
+    """Garment crops (on white) of one half, as photos + crops.csv with catalog labels: a second training
+    domain of real photos for `lookalike train --extra`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["id,articleType,subCategory,masterCategory,ccpLabel"]
+    for i, crop in enumerate(garment_crops(split, masked=True)):
+        if crop.label not in TO_CATALOG:
+            continue
+        pid = f"ccp{crop.photo:04d}-{crop.label}-{i}"
+        crop.image.save(folder / f"{pid}.jpg", quality=92)
+        rows.append(",".join([pid, *TO_CATALOG[crop.label], crop.label]))
+    (folder / "crops.csv").write_text("\n".join(rows) + "\n")
+    return len(rows) - 1
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "backgrounds":
         print(write_backgrounds(Path(sys.argv[2])), "background patches written")
+    elif len(sys.argv) == 3 and sys.argv[1] == "crops":
+        print(write_crops(Path(sys.argv[2])), "garment crops written")
     else:
         sys.exit(__doc__)

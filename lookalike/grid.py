@@ -80,3 +80,40 @@ def _sheet(tiles: list[list[Image.Image]], out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out
+
+
+KIND_COLOURS = {"top": (220, 38, 127), "bottom": (37, 99, 235), "one-piece": (147, 51, 234), "footwear": (234, 88, 12),
+                "bag": (22, 163, 74), "product": (80, 80, 80)}
+
+
+def draw_look(image: Image.Image, garments, out: str | Path) -> Path:
+    """The photo with a labelled box per garment, then one row of results per garment."""
+    font = _font(14)
+    shown = image.copy()
+    shown.thumbnail((600, 900))
+    scale = shown.width / image.width
+    draw = ImageDraw.Draw(shown)
+    for g in garments:
+        colour = KIND_COLOURS.get(g.kind, (0, 0, 0))
+        x0, y0, x1, y1 = (int(v * scale) for v in g.box)
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=3)
+        label = f"{g.kind} {g.score:.2f}"
+        draw.rectangle([x0, y0, x0 + draw.textlength(label, font=font) + 8, y0 + 18], fill=colour)
+        draw.text((x0 + 4, y0 + 2), label, fill="white", font=font)
+    rows = [(g.crop, g.kind, g.results) for g in garments]
+    small = _font()
+    tiles = [[_tile(crop, [kind], small, highlight=True)] + [_tile(result_image(r), caption(r), small) for r in res]
+             for crop, kind, res in rows]
+    tw, th = tiles[0][0].size
+    cols = max(len(t) for t in tiles)
+    width = shown.width + 12 + cols * (tw + 4) + 4
+    height = max(shown.height + 8, len(tiles) * (th + 4) + 4)
+    sheet = Image.new("RGB", (width, height), (235, 235, 235))
+    sheet.paste(shown, (4, 4))
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (shown.width + 12 + c * (tw + 4), 4 + r * (th + 4)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out

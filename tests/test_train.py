@@ -88,3 +88,12 @@ def test_fine_tuning_starts_from_a_trained_model(labelled, tmp_path):
     train(DEMO / "hat", None, out=tmp_path / "ft", init=str(out), config=TrainConfig(**TINY), quantize="float32",
           log=messages.append)
     assert any("initialised" in m for m in messages)
+
+
+def test_extra_domain_is_trained_on_and_never_held_out(tmp_path):
+    from lookalike.train.data import load
+
+    extra_csv = tmp_path / "extra.csv"
+    extra_csv.write_text("id,class\n" + "".join(f"{p.stem},hat\n" for p in sorted((DEMO / "hat").glob("*.jpg"))))
+    data = load(DEMO / "shoes", None, labels=[], extra=(DEMO / "hat", extra_csv))
+    assert int(data.extra.sum()) == 20 and not (data.val & data.extra).any() and len(data) == 40

@@ -268,3 +268,46 @@ def report(photos: Optional[Path] = typer.Argument(None, help="folder of product
     table.add_row("time", f"{summary.seconds:.1f} s")
     err.print(table)
     err.print(f"report written to [bold]{summary.path}[/]")
+
+
+@app.command()
+@cli_errors
+def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+         photos: List[Path] = typer.Argument(..., help="photos of people, or folders of them"),
+         k: int = typer.Option(6, "-k", min=1, max=100, help="results per garment"),
+         gender: str = typer.Option("soft", help="use the predicted gender: soft (re-rank), strict (filter) or off"),
+         as_json: bool = typer.Option(False, "--json"),
+         grid: Optional[Path] = typer.Option(None, help="PNG with boxes and a row of results per garment "
+                                                        "(one photo; with several, NAME-<photo>.png each)")):
+    """Shop the look: find each garment in photos of people and recommend similar products per garment."""
+    if gender not in ("soft", "strict", "off"):
+        raise LookalikeError("--gender is soft, strict or off")
+    from ..grid import draw_look
+
+    files = [p for item in photos for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
+                                              if item.is_dir() else [item])]
+    idx = Index.load(index_dir)
+    looks, failed = [], []
+    for path in files:
+        try:
+            result = idx.look(path, k=k, gender_filter=gender, with_crops=grid is not None)
+        except LookalikeError as exc:
+            failed.append((path, str(exc)))
+            continue
+        looks.append(result)
+        if grid:
+            target = grid if len(files) == 1 else grid.with_name(f"{grid.stem}-{path.stem}{grid.suffix}")
+            draw_look(load_image(path), result.garments, target)
+        if not as_json:
+            err.print(f"[bold]{path}[/] ({'full shot' if result.full_shot else 'partial'}, {result.seconds * 1000:.0f} ms)")
+            for g in result.garments:
+                attrs = ", ".join(f"{a['label']}" for a in g.attributes.values())
+                out.print(f"  {g.kind:9s} box {list(g.box)} score {g.score:.2f}  {attrs}")
+                out.print("    " + "  ".join(f"{r.id} ({r.score:.2f})" for r in g.results))
+    if as_json:
+        out.print_json(json.dumps({"looks": [l.to_dict() for l in looks],
+                                   "skipped": [{"image": str(p), "error": e} for p, e in failed]}))
+    for path, reason in failed:
+        err.print(f"[yellow]skipped[/] {reason}", highlight=False)
+    if not looks:
+        raise LookalikeError("no photo could be read")

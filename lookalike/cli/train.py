@@ -26,6 +26,9 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           init: Optional[str] = typer.Option(None, help="start from a model: 'default' or a folder trained by lookalike"),
           teacher: Optional[Path] = typer.Option(None, help="teacher features to distil (.npy + .ids.txt from `lookalike embed`)"),
           backgrounds: Optional[Path] = typer.Option(None, help="folder of scene photos pasted behind products"),
+          extra: Optional[Path] = typer.Option(None, help="photos of a second domain (e.g. garment crops of real photos)"),
+          extra_metadata: Optional[Path] = typer.Option(None, help="labels of the --extra photos (same column names)"),
+          extra_repeat: int = typer.Option(4, min=1, help="times per epoch each --extra photo is seen"),
           epochs: int = typer.Option(8, min=1), batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
           max_minutes: Optional[float] = typer.Option(None, help="stop training after this long"),
@@ -38,10 +41,11 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     if quantize not in ("auto", "int8", "float32"):
         raise LookalikeError("--quantize is auto, int8 or float32")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
-                         max_minutes=max_minutes)
+                         max_minutes=max_minutes, extra_repeat=extra_repeat)
     command = "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with RichProgress(err) as progress:
         report = run(photos, metadata, out=out_dir, labels=label, init=init, teacher=teacher, backgrounds=backgrounds,
+                     extra=(extra, extra_metadata) if extra else None,
                      config=config, name=name, quantize=quantize, progress=progress, command=command,
                      log=lambda m: err.print(m, highlight=False))
     table = Table("variant", "val P@10 per head", "images/s (model only)", "MB")

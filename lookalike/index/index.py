@@ -229,6 +229,13 @@ class Index:
         records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
         return [[_result(records[r], s) for r, s in row_hits] for row_hits in hits]
 
+    def look(self, image: "ImageSource", k: int = 6, **kwargs):
+        """Shop the look: each garment of the person in `image`, with `k` similar products of its kind.
+        See `lookalike.look.look`."""
+        from ..look import look
+
+        return look(self, image, k, **kwargs)
+
     def _query_vector(self, query) -> tuple[np.ndarray, int | None]:
         if isinstance(query, np.ndarray) and query.dtype != np.uint8:
             vec = np.asarray(query, np.float32).reshape(-1)

@@ -168,6 +168,19 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
                         for h, pr in preds[0].items()},
             took_ms=round((time.perf_counter() - start) * 1000, 2))
 
+    @app.post("/api/look", response_model=schemas.LookResponse, responses=upload_errors, tags=["search"])
+    async def shop_the_look(image: UploadFile = File(..., description="a photo of a person wearing an outfit"),
+                            k: int = Query(6, ge=1, le=50), gender: str = Query("soft", pattern="^(soft|strict|off)$")):
+        """Shop the look: each garment in the photo (box, kind, attributes) with similar products of its kind."""
+        data = await read_upload(image)
+        from starlette.concurrency import run_in_threadpool
+
+        result = await run_in_threadpool(lambda: holder.index.look(data, k=k, name=image.filename, gender_filter=gender))
+        return schemas.LookResponse(
+            image=image.filename, size=list(result.size), full_shot=result.full_shot, took_ms=round(result.seconds * 1000, 1),
+            garments=[schemas.Garment(kind=g.kind, box=list(g.box), score=g.score, attributes=g.attributes,
+                                      results=[product(r) for r in g.results]) for g in result.garments])
+
     @app.get("/api/products/random", response_model=schemas.Product, tags=["catalog"])
     def random_product(request: Request):
         """A random product (matching the filters, if any)."""

@@ -53,3 +53,19 @@ class Health(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+class Garment(BaseModel):
+    kind: str = Field(description="top, bottom, one-piece, footwear, bag; product when the photo shows no person")
+    box: list[int] = Field(description="x0, y0, x1, y1 in pixels of the photo as displayed (after EXIF rotation)")
+    score: float
+    attributes: dict[str, dict] = Field(default_factory=dict, description="head -> {label, p}")
+    results: list[Product]
+
+
+class LookResponse(BaseModel):
+    image: Optional[str]
+    size: list[int] = Field(description="width, height of the photo as displayed")
+    full_shot: bool = Field(description="head and feet both visible")
+    garments: list[Garment]
+    took_ms: float

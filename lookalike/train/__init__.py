@@ -85,7 +85,8 @@ def _val_scores(model, data, rows: np.ndarray) -> dict:
 
 
 def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = None, init: str | None = None,
-          teacher: str | Path | None = None, backgrounds: str | Path | None = None, config=None,
+          teacher: str | Path | None = None, backgrounds: str | Path | None = None, extra: tuple | None = None,
+          config=None,
           name: str | None = None, quantize: str = "auto", progress: Progress | None = None,
           log=print, command: str | None = None, card: str | None = None) -> TrainReport:
     """Train on a catalog and write a model folder to `out` (model.onnx, model.json, weights.pt, training.json).
@@ -102,12 +103,14 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     out = Path(out)
     started = time.perf_counter()
     size = (config.width, config.height)
-    data = data_mod.load(photos, metadata, size=size, labels=labels, teacher=teacher, progress=progress)
+    data = data_mod.load(photos, metadata, size=size, labels=labels, teacher=teacher, extra=extra, progress=progress)
     bank = load_backgrounds(Path(backgrounds), size) if backgrounds else None
-    log(f"{len(data):,} products ({int(data.val.sum()):,} held out for validation); heads: "
+    log(f"{len(data):,} products ({int(data.val.sum()):,} held out for validation"
+        + (f", {int(data.extra.sum()):,} from the extra domain" if data.extra is not None else "") + "); heads: "
         + (", ".join(f"{k} ({len(v)})" for k, v in data.vocab.items()) or "none (self-supervised)")
         + (f"; distilling {data.teacher.shape[1]}-d teacher features" if data.teacher is not None else ""))
-    steps = max(1, int((~data.val).sum()) // config.batch_size) * config.epochs
+    n_train = int((~data.val).sum()) + (int(data.extra.sum()) * (config.extra_repeat - 1) if data.extra is not None else 0)
+    steps = max(1, n_train // config.batch_size) * config.epochs
     progress.start(steps, "training")
     work = out / "work"
     net, result = fit(data, work, config, init=_init_weights(init) if init else None, bank=bank, log=log,
@@ -145,6 +148,8 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
         "history": result.history, "best_epoch": result.best_epoch, "seconds": round(report.seconds, 1),
         "products": report.products, "validation": report.validation, "heads": {k: len(v) for k, v in data.vocab.items()},
         "teacher": str(teacher) if teacher else None, "backgrounds": str(backgrounds) if backgrounds else None,
+        "extra": [str(e) for e in extra] if extra else None,
+        "extra_products": int(data.extra.sum()) if data.extra is not None else 0,
     }, indent=2) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
     return report

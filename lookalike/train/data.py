@@ -29,6 +29,7 @@ class TrainData:
     vocab: dict[str, list[str]]        # head -> class names
     val: np.ndarray                    # (N,) bool: held-out products
     teacher: np.ndarray | None = None  # (N, T) float32 unit vectors of a teacher model, if distilling
+    extra: np.ndarray | None = None    # (N,) bool: rows from the extra domain (oversampled, never validation)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,7 +77,10 @@ def default_labels(catalog: Catalog) -> list[str]:
 
 def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[int, int] = (64, 80),
          labels: list[str] | None = None, min_count: int = 5, val_fraction: float = 0.1,
-         teacher: str | Path | None = None, progress: Progress | None = None) -> TrainData:
+         teacher: str | Path | None = None, extra: tuple | None = None,
+         progress: Progress | None = None) -> TrainData:
+    """Decode a catalog for training. `extra` = (photos, metadata) of a second domain (e.g. garment crops of
+    real photos) labelled with any subset of the same columns: trained on, never held out."""
     progress = progress or NoProgress()
     catalog = Catalog.read(photos, metadata)
     if not catalog.products:
@@ -85,11 +89,13 @@ def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[
     missing = [c for c in wanted if c not in catalog.columns]
     if missing:
         raise LookalikeError(f"no label column {missing[0]!r}; columns are {', '.join(catalog.columns) or 'none'}")
-    progress.start(len(catalog.products), "decoding")
-    images, kept = decode_all([p.path for p in catalog.products], size, progress)
-    products = [catalog.products[i] for i in kept]
+    extra_products = Catalog.read(*extra).products if extra else []
+    progress.start(len(catalog.products) + len(extra_products), "decoding")
+    images, kept = decode_all([p.path for p in catalog.products + extra_products], size, progress)
+    products = [(catalog.products + extra_products)[i] for i in kept]
+    is_extra = np.array([i >= len(catalog.products) for i in kept])
     ids = [p.id for p in products]
-    val = np.array([is_validation(pid, val_fraction) for pid in ids])
+    val = np.array([is_validation(pid, val_fraction) for pid in ids]) & ~is_extra
     columns = {c: [p.metadata.get(c) for p in products] for c in wanted}
     if all(c in wanted for c in PAIR):
         columns["+".join(PAIR)] = [None if None in (a, b) else f"{a}|{b}" for a, b in zip(*(columns[c] for c in PAIR))]
@@ -106,7 +112,7 @@ def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[
         encoded[name] = np.array([index.get(v, MISSING) if v is not None else MISSING for v in values], np.int64)
         vocab[name] = classes
     teacher_vectors = _teacher(teacher, ids) if teacher else None
-    return TrainData(ids, images, encoded, vocab, val, teacher_vectors)
+    return TrainData(ids, images, encoded, vocab, val, teacher_vectors, is_extra if extra else None)
 
 
 def _teacher(path: str | Path, ids: list[str]) -> np.ndarray:

@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = 3
     max_minutes: float | None = None
+    extra_repeat: int = 4             # how many times per epoch each extra-domain sample is seen
     width: int = 64
     height: int = 80
     dim: int = 256
@@ -113,6 +114,8 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
         net.load_state_dict(matched, strict=False)
         log(f"initialised {len(matched)}/{len(own)} tensors from --init")
     train_rows = np.flatnonzero(~data.val)
+    if data.extra is not None and config.extra_repeat > 1:
+        train_rows = np.concatenate([train_rows] + [np.flatnonzero(data.extra)] * (config.extra_repeat - 1))
     steps_per_epoch = max(1, len(train_rows) // config.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = steps_per_epoch * config.epochs

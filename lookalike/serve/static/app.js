@@ -127,6 +127,7 @@ async function run(fetcher) {
 
 async function searchById(id, push = true) {
   state.query = { type: "id", id };
+  $("look").hidden = true;
   if (push && location.hash !== `#id=${encodeURIComponent(id)}`) history.pushState(null, "", `#id=${encodeURIComponent(id)}`);
   window.scrollTo({ top: 0, behavior: "smooth" });
   await run(async () => {
@@ -139,11 +140,79 @@ async function searchById(id, push = true) {
   });
 }
 
+const KIND_COLOURS = { top: "#dc267f", bottom: "#2563eb", "one-piece": "#9333ea", footwear: "#ea580c", bag: "#16a34a", product: "#505050" };
+
+function renderLook(data, url) {
+  const box = $("look");
+  box.hidden = false;
+  $("results").replaceChildren();
+  const photo = document.createElement("div");
+  photo.className = "photo";
+  const img = document.createElement("img");
+  img.src = url;
+  img.alt = "your photo with the garments found";
+  photo.append(img);
+  const rows = document.createElement("div");
+  const [w, h] = data.size;
+  for (const g of data.garments) {
+    const colour = KIND_COLOURS[g.kind] || "#333";
+    const [x0, y0, x1, y1] = g.box;
+    const frame = document.createElement("div");
+    frame.className = "box";
+    frame.style.cssText = `--c:${colour};left:${(100 * x0) / w}%;top:${(100 * y0) / h}%;width:${(100 * (x1 - x0)) / w}%;height:${(100 * (y1 - y0)) / h}%`;
+    const tag = document.createElement("span");
+    tag.textContent = g.kind;
+    frame.append(tag);
+    photo.append(frame);
+    const section = document.createElement("section");
+    section.className = "garment";
+    section.style.setProperty("--c", colour);
+    const head = document.createElement("h3");
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    const small = document.createElement("small");
+    small.textContent = Object.values(g.attributes || {}).map((a) => a.label).join(" · ");
+    head.append(dot, g.kind === "product" ? "Whole photo" : g.kind[0].toUpperCase() + g.kind.slice(1), small);
+    const grid = document.createElement("ol");
+    grid.className = "grid";
+    grid.replaceChildren(...g.results.map(card));
+    section.append(head, grid);
+    rows.append(section);
+  }
+  box.replaceChildren(photo, rows);
+  const n = data.garments.filter((g) => g.kind !== "product").length;
+  setStatus(n ? `${n} garment${n > 1 ? "s" : ""} found${data.full_shot ? " · full shot" : ""} · ${data.took_ms.toFixed(0)} ms`
+    : `No person found: searched the whole photo · ${data.took_ms.toFixed(0)} ms`);
+}
+
+async function lookByFile(file, url) {
+  showError("");
+  setStatus("Finding garments…");
+  skeleton(8);
+  try {
+    const form = new FormData();
+    form.append("image", file, file.name || "photo.jpg");
+    renderLook(await api("/api/look?k=8", { method: "POST", body: form }), url);
+  } catch (err) {
+    $("results").replaceChildren();
+    setStatus("");
+    showError(err.message);
+  }
+}
+
 async function searchByFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
     showError(`${file.name} is not an image. Choose a JPEG, PNG or WebP photo.`);
     return;
+  }
+  $("look").hidden = true;
+  if ($("look-mode").checked) {
+    state.query = { type: "look", file };
+    const url = URL.createObjectURL(file);
+    showQuery(url, file.name || "your photo", {});
+    $("empty").hidden = true;
+    return lookByFile(file, url);
   }
   state.query = { type: "upload", file };
   history.pushState(null, "", "#upload");
@@ -179,7 +248,7 @@ async function randomProduct() {
 }
 
 function rerun() {
-  if (!state.query) return;
+  if (!state.query || state.query.type === "look") return;
   if (state.query.type === "id") searchById(state.query.id, false);
   else searchByFile(state.query.file);
 }
@@ -281,6 +350,7 @@ async function init() {
   setupDrop();
   setupWebcam();
   $("random-button").addEventListener("click", randomProduct);
+  $("look-mode").addEventListener("change", () => { if (state.query && state.query.file) searchByFile(state.query.file); });
   window.addEventListener("popstate", fromHash);
   try {
     const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);

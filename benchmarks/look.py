@@ -1,0 +1,149 @@
+"""Shop-the-look benchmark (issue 5) on the Clothing Co-Parsing annotated photos.
+
+- Localisation: per garment group (top, bottom, one-piece, footwear, bag; a group's true box = extent of its
+  labels' pixels), recall at IoU >= 0.5 and mean IoU; false garments per photo (a predicted group the photo
+  does not have). On the held-out half (odd numbers, never trained on) and on all 600 for reference.
+- Street-to-shop: true garment crops (on white) whose label maps to a catalog articleType, searched among the
+  catalog products of their kind: P@10 of articleType and subCategory, beside the reference ImageNet
+  features of the same crops against the reference features of the catalog.
+- Time per photo on 2 cores for photos with 3+ garments (model load excluded).
+
+Run after benchmarks/core.py (uses its 35k index): python benchmarks/look.py
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+import ccp
+from common import CACHE, Reference, save
+from lookalike import Index
+from lookalike.look import parser as get_parser
+from lookalike.look.kinds import KINDS, Kinds
+
+console = Console()
+
+
+def truth_boxes(mask: np.ndarray, names: list[str], kinds: Kinds) -> dict[str, tuple]:
+    out = {}
+    for kind in KINDS:
+        values = [i for i, n in enumerate(names) if n in kinds.parts[kind]]
+        ys, xs = np.nonzero(np.isin(mask, values))
+        if len(xs) >= ccp.MIN_PIXELS:
+            out[kind] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out
+
+
+def iou(a, b) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def localisation(numbers: list[int]) -> dict:
+    names, kinds, p = ccp.labels(), Kinds.load(), get_parser()
+    hits = {k: [] for k in KINDS}
+    false = 0
+    for n in numbers:
+        mask = np.asarray(Image.open(ccp.root() / "masks" / f"{n:04d}.png"))
+        truth = truth_boxes(mask, names, kinds)
+        photo = Image.open(ccp.root() / "photos" / f"{n:04d}.jpg").convert("RGB")
+        predicted = {r.kind: r.box for r in p.regions(p.parse(photo))}
+        for kind, box in truth.items():
+            hits[kind].append(iou(box, predicted[kind]) if kind in predicted else 0.0)
+        false += sum(1 for kind in predicted if kind not in truth)
+    return {"photos": len(numbers), "false_per_photo": round(false / len(numbers), 3),
+            **{k: {"n": len(v), "recall@0.5": round(float(np.mean([x >= 0.5 for x in v])), 3) if v else None,
+                   "mean_iou": round(float(np.mean(v)), 3) if v else None} for k, v in hits.items()}}
+
+
+def street_to_shop(index: Index, ref: Reference | None) -> dict:
+    kinds = Kinds.load()
+    crops = [c for c in ccp.garment_crops("test", masked=True) if c.label in ccp.TO_CATALOG]
+    kind_of = {label: kind for kind, parts in kinds.parts.items() for label in parts}
+    article = index.meta.column("articleType")
+    sub = index.meta.column("subCategory")
+    row = {pid: i for i, pid in enumerate(index.ids)}
+    ours = {"articleType": [], "subCategory": []}
+    theirs = {"articleType": [], "subCategory": []}
+    ref_vectors = None
+    if ref is not None:
+        cached = CACHE / "reference-fpi.npy"
+        names = (CACHE / "reference-fpi.ids.txt").read_text().split()
+        ref_vectors = np.load(cached)[[names.index(pid) for pid in index.ids]] if names != index.ids else np.load(cached)
+    vectors = index.model.encode([c.image for c in crops])
+    for crop, vec in zip(crops, vectors):
+        want_type, want_sub, _ = ccp.TO_CATALOG[crop.label]
+        where = kinds.filter_for(kind_of.get(crop.label, ""), index.columns, index.facets)
+        results = index.search(vec, k=10, where=where)
+        ours["articleType"].append(np.mean([article[row[r.id]] == want_type for r in results]))
+        ours["subCategory"].append(np.mean([sub[row[r.id]] == want_sub for r in results]))
+        if ref_vectors is not None:
+            allowed = index.meta.rows_where(where) if where else np.arange(len(index))
+            q = ref.embed_image(crop.image)
+            scores = ref_vectors[allowed] @ q
+            top = allowed[np.argsort(-scores)[:10]]
+            theirs["articleType"].append(np.mean([article[r] == want_type for r in top]))
+            theirs["subCategory"].append(np.mean([sub[r] == want_sub for r in top]))
+    out = {"crops": len(crops), "lookalike": {k: round(float(np.mean(v)), 3) for k, v in ours.items()}}
+    if theirs["articleType"]:
+        out["reference"] = {k: round(float(np.mean(v)), 3) for k, v in theirs.items()}
+    return out
+
+
+def timing(index: Index, numbers: list[int]) -> dict:
+    times, garments = [], []
+    index.look(ccp.root() / "photos" / f"{numbers[0]:04d}.jpg")  # warm-up (model load excluded)
+    for n in numbers:
+        start = time.perf_counter()
+        result = index.look(ccp.root() / "photos" / f"{n:04d}.jpg", k=6)
+        times.append(time.perf_counter() - start)
+        garments.append(len(result.garments))
+    times, garments = np.array(times) * 1000, np.array(garments)
+    three = times[garments >= 3]
+    return {"photos": len(numbers), "p50_ms": round(float(np.percentile(times, 50)), 1),
+            "p50_ms_3plus_garments": round(float(np.percentile(three, 50)), 1) if len(three) else None,
+            "p95_ms": round(float(np.percentile(times, 95)), 1), "mean_garments": round(float(garments.mean()), 2)}
+
+
+def main() -> None:
+    index = Index.load(CACHE / "fpi-default-flat.idx")
+    test, everything = ccp.annotated("test"), ccp.annotated()
+    results = {"model": index.manifest["model"]["id"], "parser": get_parser().manifest.get("sha256", "")[:12],
+               "localisation_heldout": localisation(test), "localisation_all600": localisation(everything),
+               "street_to_shop": street_to_shop(index, Reference()), "timing": timing(index, test[:80])}
+    save("look", results)
+    t = Table(title="shop the look: localisation on CCP (held-out half / all 600)")
+    for c in ("group", "garments", "recall@IoU0.5", "mean IoU", "target"):
+        t.add_column(c, justify="right" if c != "group" else "left")
+    targets = {"top": ">= 0.85", "bottom": ">= 0.85", "footwear": ">= 0.75", "one-piece": ">= 0.80", "bag": ""}
+    for k in KINDS:
+        a, b = results["localisation_heldout"][k], results["localisation_all600"][k]
+        t.add_row(k, f"{a['n']} / {b['n']}", f"{a['recall@0.5']} / {b['recall@0.5']}", f"{a['mean_iou']} / {b['mean_iou']}",
+                  targets[k])
+    t.add_row("false garments / photo", "", f"{results['localisation_heldout']['false_per_photo']} / "
+              f"{results['localisation_all600']['false_per_photo']}", "", "")
+    Console().print(t)
+    s = results["street_to_shop"]
+    u = Table(title=f"street-to-shop: {s['crops']} true garment crops of held-out photos, P@10 among their kind")
+    for c in ("features", "articleType", "subCategory", "target"):
+        u.add_column(c)
+    u.add_row(results["model"], str(s["lookalike"]["articleType"]), str(s["lookalike"]["subCategory"]), "subCategory >= 0.85")
+    if "reference" in s:
+        u.add_row("reference MobileNetV2 (ImageNet)", str(s["reference"]["articleType"]), str(s["reference"]["subCategory"]), "")
+    Console().print(u)
+    tm = results["timing"]
+    Console().print(f"time per photo: p50 {tm['p50_ms']} ms, {tm['p50_ms_3plus_garments']} ms with 3+ garments "
+                    f"(target <= 300), p95 {tm['p95_ms']} ms; {tm['mean_garments']} garments per photo")
+
+
+if __name__ == "__main__":
+    main()

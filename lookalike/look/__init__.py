@@ -1,0 +1,121 @@
+"""Shop the look: find each garment in a photo of a person, and similar catalog products per garment.
+
+    from lookalike import Index
+    look = Index.load("catalog.idx").look("outfit.jpg", k=6)
+    for g in look.garments: print(g.kind, g.box, [r.id for r in g.results])
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from ..images import ImageSource, load_image
+from ..search import Result
+from .kinds import Kinds
+from .parser import GarmentParser, Parsed, Region
+
+GENDER_BONUS = 0.03     # soft gender filter: a re-ranking nudge, not an exclusion
+_parser: GarmentParser | None = None
+
+
+@dataclass
+class Garment:
+    kind: str                                    # top, bottom, one-piece, footwear, bag, or product (no person)
+    box: tuple[int, int, int, int]               # x0, y0, x1, y1 in the photo's pixels, as displayed
+    score: float
+    attributes: dict = field(default_factory=dict)   # head -> {"label", "p"}
+    results: list[Result] = field(default_factory=list)
+    crop: Image.Image | None = None
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "box": list(self.box), "score": self.score, "attributes": self.attributes,
+                "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass
+class Look:
+    image: str
+    size: tuple[int, int]
+    full_shot: bool
+    garments: list[Garment]
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "size": list(self.size), "full_shot": self.full_shot,
+                "garments": [g.to_dict() for g in self.garments]}
+
+
+def parser() -> GarmentParser:
+    global _parser
+    if _parser is None:
+        _parser = GarmentParser()
+    return _parser
+
+
+def garment_crop(image: Image.Image, parsed: Parsed, region: Region, margin: float = 0.06) -> Image.Image:
+    """The garment cut out on white, like a catalog photo: its box (with a margin), pixels of other classes
+    whitened through the parser mask (upsampled and softened)."""
+    x0, y0, x1, y1 = region.box
+    mx, my = int((x1 - x0) * margin), int((y1 - y0) * margin)
+    box = (max(0, x0 - mx), max(0, y0 - my), min(image.width, x1 + mx), min(image.height, y1 + my))
+    mask = Image.fromarray((parsed.mask(region.kind) * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    mask = mask.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(2)).crop(box)
+    white = Image.new("RGB", mask.size, (255, 255, 255))
+    return Image.composite(image.crop(box), white, mask)
+
+
+def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kinds: Kinds | None = None,
+         gender_filter: str = "soft", with_crops: bool = False) -> Look:
+    """Garments of the person in `source` with `k` similar catalog products each. A photo with no person
+    is searched whole, as one product (kind "product")."""
+    started = time.perf_counter()
+    kinds = kinds or Kinds.load()
+    image = load_image(source, name=name)
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
+    p = parser()
+    parsed = p.parse(image)
+    regions = p.regions(parsed) if p.person_share(parsed) >= 0.01 or _has_clear_garment(p, parsed) else []
+    model = index.model
+    if not regions:
+        results = index.search(image, k=k)
+        attrs = _attributes(model, [image])[0] if model.heads else {}
+        g = Garment("product", (0, 0, image.width, image.height), 1.0, attrs, results, image if with_crops else None)
+        return Look(label, image.size, False, [g], time.perf_counter() - started)
+    crops = [garment_crop(image, parsed, r) for r in regions]
+    vectors = model.encode(crops)
+    attributes = _attributes(model, crops) if model.heads else [{} for _ in crops]
+    gender = _overall(attributes, "gender")
+    garments = []
+    for region, crop, vec, attrs in zip(regions, crops, vectors, attributes):
+        where = kinds.filter_for(region.kind, index.columns, index.facets)
+        results = index.search(vec, k=k * 3 if gender and gender_filter == "soft" else k, where=where)
+        if gender and "gender" in index.columns and gender_filter == "soft":
+            results = sorted(results, key=lambda r: -(r.score + (GENDER_BONUS if r.metadata.get("gender") in
+                                                                 (gender, "Unisex") else 0)))[:k]
+        elif gender and "gender" in index.columns and gender_filter == "strict":
+            results = index.search(vec, k=k, where={**(where or {}), "gender": [gender, "Unisex"]})
+        garments.append(Garment(region.kind, region.box, region.score, attrs, results[:k], crop if with_crops else None))
+    return Look(label, image.size, p.full_shot(parsed, regions), garments, time.perf_counter() - started)
+
+
+def _has_clear_garment(p: GarmentParser, parsed: Parsed) -> bool:
+    """Without skin or hair, a photo still counts as worn garments when they cover much of it confidently
+    (a mannequin, a cropped torso); a single product shot on white does not reach this."""
+    regions = p.regions(parsed)
+    return len(regions) >= 2 and sum(r.area for r in regions) > 0.15
+
+
+def _attributes(model, crops) -> list[dict]:
+    preds = model.predict(crops, top=1)
+    return [{h: {"label": pr.label, "p": round(pr.confidence, 4)} for h, pr in pred.items()} for pred in preds]
+
+
+def _overall(attributes: list[dict], head: str) -> str | None:
+    """The person's gender: the most confident garment's prediction, when confident enough."""
+    best = max((a[head] for a in attributes if head in a), key=lambda x: x["p"], default=None)
+    return best["label"] if best and best["p"] >= 0.6 else None

@@ -1,0 +1,124 @@
+"""Shop the look on real photos: boxes overlap the truth; product shots, no person, tiny, huge and rotated
+photos behave as documented; the CLI and the API return the garments."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DEMO, SHARED, need_shared
+from lookalike.look.kinds import KINDS, Kinds
+from lookalike.look.parser import SHIPPED
+
+CCP = SHARED / "data" / "clothing-co-parsing"
+if not (SHIPPED / "parser.json").exists():
+    pytest.skip("the garment parser is not shipped in this checkout (lookalike/look/parser/)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def ccp(tmp_path_factory):
+    """Held-out (odd-numbered) CCP photos with their masks."""
+    need_shared(CCP / "ccp.tar.gz")
+    out = tmp_path_factory.mktemp("ccp")
+    wanted = {f"photos/{n:04d}.jpg" for n in (1, 3, 5, 7, 9, 11)} | {f"masks/{n:04d}.png" for n in (1, 3, 5, 7, 9, 11)}
+    with tarfile.open(CCP / "ccp.tar.gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                (out / member.name).parent.mkdir(parents=True, exist_ok=True)
+                (out / member.name).write_bytes(tar.extractfile(member).read())
+    return out
+
+
+def truth(ccp, n):
+    names = json.loads((CCP / "labels.json").read_text())["labels"]
+    mask = np.asarray(Image.open(ccp / "masks" / f"{n:04d}.png"))
+    kinds = Kinds.load()
+    out = {}
+    for kind in KINDS:
+        ys, xs = np.nonzero(np.isin(mask, [i for i, name in enumerate(names) if name in kinds.parts[kind]]))
+        if len(xs) >= 1500:
+            out[kind] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out
+
+
+def iou(a, b):
+    ix, iy = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def test_garments_overlap_the_truth(demo_index, ccp):
+    overlaps = []
+    for n in (1, 3, 5, 7, 9, 11):
+        look = demo_index.look(ccp / "photos" / f"{n:04d}.jpg", k=3)
+        found = {g.kind: g.box for g in look.garments}
+        for kind, box in truth(ccp, n).items():
+            if kind in ("top", "bottom", "one-piece"):
+                overlaps.append(iou(box, found[kind]) if kind in found else 0.0)
+        assert all(len(g.results) == 3 for g in look.garments)
+    assert np.mean([o >= 0.5 for o in overlaps]) >= 0.7, overlaps
+
+
+def test_results_are_of_the_garments_kind(demo_index, ccp):
+    look = demo_index.look(ccp / "photos" / "0001.jpg", k=5)
+    allowed = {"top": {"t-shirt", "shirt", "longsleeve", "outwear"}, "bottom": {"pants", "shorts", "skirt"},
+               "one-piece": {"dress"}, "footwear": {"shoes"}}
+    for g in look.garments:
+        if g.kind in allowed:
+            assert {r.metadata["class"] for r in g.results} <= allowed[g.kind], g.kind
+
+
+def test_no_person_falls_back_to_the_whole_photo(demo_index):
+    plain = Image.new("RGB", (300, 400), (240, 240, 240))
+    plain.paste((30, 60, 160), (80, 100, 220, 300))
+    look = demo_index.look(plain, k=4)
+    assert [g.kind for g in look.garments] == ["product"] and look.garments[0].box == (0, 0, 300, 400)
+    assert len(look.garments[0].results) == 4 and look.full_shot is False
+
+
+def test_product_photo_is_searched_whole(demo_index):
+    shoe = sorted((DEMO / "shoes").glob("*.jpg"))[0]
+    look = demo_index.look(shoe, k=3)
+    assert look.garments[0].kind == "product" and look.garments[0].results[0].id == shoe.stem
+
+
+def test_tiny_huge_and_rotated_photos(demo_index, ccp):
+    photo = Image.open(ccp / "photos" / "0003.jpg")
+    assert demo_index.look(photo.resize((22, 33)), k=2).garments  # tiny: still an answer
+    huge = demo_index.look(photo.resize((photo.width * 6, photo.height * 6)), k=2)
+    plain = demo_index.look(photo, k=2)
+    assert {g.kind for g in huge.garments} == {g.kind for g in plain.garments}
+    # EXIF-rotated: stored sideways with orientation 6; boxes are in the photo as displayed
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    photo.rotate(90, expand=True).save(buf, "JPEG", exif=exif, quality=95)
+    rotated = demo_index.look(buf.getvalue(), k=2)
+    assert rotated.size == photo.size
+    for g in plain.garments:
+        match = [r for r in rotated.garments if r.kind == g.kind]
+        assert match and iou(match[0].box, g.box) > 0.6
+
+
+def test_cli_and_api(demo_index, ccp, tmp_path):
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    result = CliRunner().invoke(app, ["look", str(demo_index.path), str(ccp / "photos" / "0001.jpg"), "--json",
+                                      "--grid", str(tmp_path / "look.png")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)["looks"][0]
+    assert payload["garments"] and {"kind", "box", "score", "attributes", "results"} <= set(payload["garments"][0])
+    assert Image.open(tmp_path / "look.png").width > 600
+    fastapi = pytest.importorskip("fastapi.testclient")
+    from lookalike.serve.app import create_app
+
+    client = fastapi.TestClient(create_app(demo_index.path))
+    data = (ccp / "photos" / "0001.jpg").read_bytes()
+    r = client.post("/api/look?k=2", files={"image": ("p.jpg", data, "image/jpeg")})
+    assert r.status_code == 200 and r.json()["garments"] and r.json()["size"] == list(Image.open(io.BytesIO(data)).size)
+    assert client.post("/api/look", files={"image": ("x.jpg", b"text", "image/jpeg")}).status_code == 415
