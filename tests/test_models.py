@@ -56,9 +56,10 @@ def test_onnx_import_round_trip(tmp_path):
     x = np.stack([model.preprocess(load_image(p, draft_size=model.input_size)) for p in PHOTOS[:3]])
     raw = session.run(["features"], {"image": x})[0]
     assert np.allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), vecs, atol=1e-5)
-    # and it indexes and searches
+    # and it indexes and searches, and the index finds its model again from a fresh load
     index = Index.build(DEMO / "hat", out=tmp_path / "i.idx", model=str(folder))
     assert index.manifest["model"]["id"] == model.id
+    assert Index.load(tmp_path / "i.idx").model.id == model.id
     assert index.search(PHOTOS[0].parent.parent / "hat" / sorted((DEMO / "hat").iterdir())[0].name, k=1)[0].score > 0.99
 
 

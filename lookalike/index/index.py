@@ -116,7 +116,8 @@ class Index:
                                      f"{result.errors[0][1] if result.errors else '?'}")
             products = [catalog.products[i] for i in result.keys]
             columns = md.safe_columns(catalog.columns)
-            settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim},
+            settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim,
+                                  "source": embedder.source or embedder.name},
                         "metric": "cosine", "index_type": index_type, "dtype": dtype,
                         "created": _now()}
 
@@ -139,7 +140,7 @@ class Index:
         if self._model is None:
             recorded = self.manifest["model"]
             try:
-                self._model = self._check_model(load_model(recorded["name"]))
+                self._model = self._check_model(load_model(recorded.get("source") or recorded["name"]))
             except ModelError as exc:
                 raise ModelError(f"this index was built with model {recorded['name']!r} ({recorded['id']}), "
                                  f"which cannot be loaded here: {exc}") from None

@@ -48,6 +48,7 @@ class Embedder:
     input_size: tuple[int, int]  # (width, height) the decoder may draft JPEGs down to
     heads: dict[str, list[str]]
     card: str | None = None
+    source: str | None = None  # how to load it again: "default", "classic", a registered name or a folder
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         raise NotImplementedError

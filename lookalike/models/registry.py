@@ -36,7 +36,10 @@ def load_model(spec: "str | Path | Embedder" = "default") -> Embedder:
         return spec
     key = str(spec)
     if key not in _cache:
-        _cache[key] = _resolve(key)
+        embedder = _resolve(key)
+        path = Path(key)
+        embedder.source = str(path.absolute()) if key not in ("default", "classic") and path.is_dir() else key
+        _cache[key] = embedder
     return _cache[key]
 
 
