@@ -39,7 +39,7 @@ def card(folder: Path, bench: dict) -> str:
     missed += [f"{h} top-1 {a:.3f} < {CLS_TARGETS[h]}" for h, a in cls.items() if a < CLS_TARGETS.get(h, 0)]
     return f"""# {manifest['name']}: lookalike's default fashion model
 
-A compact residual CNN (4 stages, 32-256 channels, {cfg['width']}x{cfg['height']} input, about 1.2 M parameters)
+A compact residual CNN (4 stages, 32-256 channels, {cfg['width']}x{cfg['height']} input, about 1.4 M parameters)
 trained by this project on CPU from the shared Kaggle "Fashion Product Images" catalog. It gives a
 {cfg['dim']}-d L2-normalised embedding for "more like this" and attribute heads for `classify`:
 {heads}. File: `model.onnx` ({variant_line(training)}), {bench.get('model_megabytes', '?')} MB.

@@ -130,3 +130,24 @@ def test_keyboard_opens_results(server, page):
     first = page.locator(".card button").first.get_attribute("data-id")
     page.keyboard.press("Enter")
     page.wait_for_function(f"location.hash === '#id={first}'")
+
+
+def test_shop_the_look_view_draws_boxes(server, page, tmp_path):
+    from conftest import SHARED, need_shared
+    from lookalike.look.parser import SHIPPED
+    import tarfile
+
+    if not (SHIPPED / "parser.json").exists():
+        pytest.skip("the garment parser is not shipped in this checkout")
+    with tarfile.open(need_shared(SHARED / "data" / "clothing-co-parsing" / "ccp.tar.gz")) as tar:
+        photo = tmp_path / "street.jpg"
+        photo.write_bytes(tar.extractfile("photos/0001.jpg").read())
+    page.goto(server)
+    page.wait_for_selector(".chip")
+    page.check("#look-mode")
+    page.set_input_files("#file", str(photo))
+    page.wait_for_selector("#look .box")
+    assert page.locator("#look .box").count() >= 2
+    assert page.locator("#look .garment .card").count() >= 2 * 1
+    assert "garment" in page.inner_text("#status")
+    shot(page, "shop-the-look")
