@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,serve,train
+EXTRAS ?= test,serve,train,look,export
 DEMO_IDX := build/demo.idx
 PORT ?= 8000
 DEMO_ID := 04f0b07f-4b9f-4c55-bc5d-b693658fb32c
@@ -27,7 +27,7 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q tests
 
-bench: EXTRAS = test,serve,train,bench
+bench: EXTRAS = test,serve,train,look,export,bench
 bench: venv
 	$(BIN)/python benchmarks/core.py
 

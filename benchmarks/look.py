@@ -24,7 +24,7 @@ from rich.table import Table
 import ccp
 from common import CACHE, Reference, save
 from lookalike import Index
-from lookalike.look import parser as get_parser
+from lookalike.look import garment_parser as get_parser
 from lookalike.look.kinds import KINDS, Kinds
 
 console = Console()

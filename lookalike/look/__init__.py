@@ -18,9 +18,11 @@ from ..images import ImageSource, load_image
 from ..search import Result
 from .kinds import Kinds
 from .parser import GarmentParser, Parsed, Region
+from .person import PersonDetector
 
 GENDER_BONUS = 0.03     # soft gender filter: a re-ranking nudge, not an exclusion
 _parser: GarmentParser | None = None
+_person: PersonDetector | None = None
 
 
 @dataclass
@@ -50,11 +52,18 @@ class Look:
                 "garments": [g.to_dict() for g in self.garments]}
 
 
-def parser() -> GarmentParser:
+def garment_parser() -> GarmentParser:
     global _parser
     if _parser is None:
         _parser = GarmentParser()
     return _parser
+
+
+def person_detector() -> PersonDetector:
+    global _person
+    if _person is None:
+        _person = PersonDetector()
+    return _person
 
 
 def garment_crop(image: Image.Image, parsed: Parsed, region: Region, margin: float = 0.06) -> Image.Image:
@@ -71,15 +80,17 @@ def garment_crop(image: Image.Image, parsed: Parsed, region: Region, margin: flo
 
 def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kinds: Kinds | None = None,
          gender_filter: str = "soft", with_crops: bool = False) -> Look:
-    """Garments of the person in `source` with `k` similar catalog products each. A photo with no person
-    is searched whole, as one product (kind "product")."""
+    """Garments of the person in `source` with `k` similar catalog products each. A person is found by
+    MediaPipe's pose model (full shot: face and feet visible); garments by the parser. A photo with no person
+    (a product shot) is searched whole, as one product (kind "product")."""
     started = time.perf_counter()
     kinds = kinds or Kinds.load()
     image = load_image(source, name=name)
     label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
-    p = parser()
-    parsed = p.parse(image)
-    regions = p.regions(parsed) if p.person_share(parsed) >= 0.01 or _has_clear_garment(p, parsed) else []
+    person = person_detector().detect(image)
+    p = garment_parser()
+    parsed = p.parse(image) if person else None
+    regions = p.regions(parsed) if parsed is not None else []
     model = index.model
     if not regions:
         results = index.search(image, k=k)
@@ -100,14 +111,7 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
         elif gender and "gender" in index.columns and gender_filter == "strict":
             results = index.search(vec, k=k, where={**(where or {}), "gender": [gender, "Unisex"]})
         garments.append(Garment(region.kind, region.box, region.score, attrs, results[:k], crop if with_crops else None))
-    return Look(label, image.size, p.full_shot(parsed, regions), garments, time.perf_counter() - started)
-
-
-def _has_clear_garment(p: GarmentParser, parsed: Parsed) -> bool:
-    """Without skin or hair, a photo still counts as worn garments when they cover much of it confidently
-    (a mannequin, a cropped torso); a single product shot on white does not reach this."""
-    regions = p.regions(parsed)
-    return len(regions) >= 2 and sum(r.area for r in regions) > 0.15
+    return Look(label, image.size, person.full_shot, garments, time.perf_counter() - started)
 
 
 def _attributes(model, crops) -> list[dict]:

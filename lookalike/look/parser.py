@@ -16,7 +16,6 @@ from .kinds import CLASSES, KINDS
 SHIPPED = Path(__file__).parent / "parser"
 MIN_AREA = 0.004        # of the photo: smaller garments are noise
 MIN_SCORE = 0.5         # mean probability of the kind over its pixels
-PERSON_MIN = 0.01       # skin/hair share of the photo below which there is no person
 
 
 @dataclass
@@ -93,20 +92,3 @@ class GarmentParser:
                 continue
             out.append(Region(kind, box, round(score * min(1.0, area / (4 * MIN_AREA)), 4), area))
         return out
-
-    @staticmethod
-    def person_share(parsed: Parsed) -> float:
-        return float((parsed.labels == CLASSES.index("person")).mean())
-
-    @staticmethod
-    def full_shot(parsed: Parsed, regions: list[Region]) -> bool:
-        """Head and feet both in the photo: person pixels (face, hair) above every garment, and footwear."""
-        kinds = {r.kind for r in regions}
-        if "footwear" not in kinds:
-            return False
-        tops = [r.box[1] for r in regions if r.kind in ("top", "one-piece")]
-        if not tops:
-            return False
-        h = parsed.labels.shape[0]
-        head_rows = int(min(tops) / parsed.size[1] * h)
-        return bool(head_rows > 0 and (parsed.labels[:head_rows] == CLASSES.index("person")).mean() > 0.02)
