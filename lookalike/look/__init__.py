@@ -93,13 +93,12 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
     regions = p.regions(parsed) if parsed is not None else []
     model = index.model
     if not regions:
-        results = index.search(image, k=k)
-        attrs = _attributes(model, [image])[0] if model.heads else {}
+        vectors, attributes = _embed_and_classify(model, [image])
+        results, attrs = index.search(vectors[0], k=k), attributes[0]
         g = Garment("product", (0, 0, image.width, image.height), 1.0, attrs, results, image if with_crops else None)
         return Look(label, image.size, False, [g], time.perf_counter() - started)
     crops = [garment_crop(image, parsed, r) for r in regions]
-    vectors = model.encode(crops)
-    attributes = _attributes(model, crops) if model.heads else [{} for _ in crops]
+    vectors, attributes = _embed_and_classify(model, crops)
     gender = _overall(attributes, "gender")
     garments = []
     for region, crop, vec, attrs in zip(regions, crops, vectors, attributes):
@@ -114,9 +113,15 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
     return Look(label, image.size, person.full_shot, garments, time.perf_counter() - started)
 
 
-def _attributes(model, crops) -> list[dict]:
-    preds = model.predict(crops, top=1)
-    return [{h: {"label": pr.label, "p": round(pr.confidence, 4)} for h, pr in pred.items()} for pred in preds]
+def _embed_and_classify(model, crops) -> tuple[np.ndarray, list[dict]]:
+    """Vectors and top-1 attributes of the crops from one pass of the model."""
+    from ..models.base import predictions_for
+    from ..models.pipeline import embed_batch
+
+    out = embed_batch(model, list(enumerate(crops)), skip_errors=False, with_heads=bool(model.heads))
+    attrs = [{h: {"label": p.label, "p": round(p.confidence, 4)} for h, p in predictions_for(model.heads, out.heads, i, 1).items()}
+             for i in range(len(crops))] if model.heads else [{} for _ in crops]
+    return out.vectors, attrs
 
 
 def _overall(attributes: list[dict], head: str) -> str | None:
