@@ -28,8 +28,10 @@ class PhotoInfo:
     error: str | None = None
 
 
-def is_greyscale(rgb: np.ndarray, tolerance: int = 12) -> bool:
-    """True when (nearly) every pixel has R = G = B: black-and-white or greyscale photos, even saved as RGB."""
+def is_greyscale(rgb: np.ndarray, tolerance: int = 2) -> bool:
+    """True when R, G and B agree within `tolerance` levels on 99% of pixels: black-and-white or greyscale
+    photos, even saved as RGB. The tolerance is tight on purpose: grey, black and silver products shot in
+    colour differ by 3-12 levels (white balance, reflections), and are not black-and-white photos."""
     arr = rgb.astype(np.int16)
     spread = np.maximum(np.abs(arr[..., 0] - arr[..., 1]), np.abs(arr[..., 1] - arr[..., 2]))
     return float(np.percentile(spread, 99)) <= tolerance
