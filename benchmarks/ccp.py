@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from common import CACHE, SHARED, need
+from common import SHARED, extracted
 
 CCP = SHARED / "data" / "clothing-co-parsing"
 MIN_PIXELS = 1500
@@ -56,13 +55,7 @@ class Crop:
 
 
 def root() -> Path:
-    out = CACHE / "ccp"
-    if not (out / ".done").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(need(CCP / "ccp.tar.gz")) as tar:
-            tar.extractall(out, filter="data")
-        (out / ".done").touch()
-    return out
+    return extracted(CCP / "ccp.tar.gz", "ccp")
 
 
 def labels() -> list[str]:

@@ -24,15 +24,20 @@ def need(path: Path) -> Path:
     return path
 
 
-def catalog_images() -> Path:
-    """The 35k shared catalog photos, extracted once into benchmarks/.cache/fpi/images."""
-    out = CACHE / "fpi"
+def extracted(archive: Path, name: str) -> Path:
+    """`archive` (a shared .tar.gz) extracted once into benchmarks/.cache/NAME."""
+    out = CACHE / name
     if not (out / ".done").exists():
         out.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(need(FPI / "images.tar.gz")) as tar:
+        with tarfile.open(need(archive)) as tar:
             tar.extractall(out, filter="data")
         (out / ".done").touch()
-    return out / "images"
+    return out
+
+
+def catalog_images() -> Path:
+    """The 35k shared catalog photos, extracted once into benchmarks/.cache/fpi/images."""
+    return extracted(FPI / "images.tar.gz", "fpi") / "images"
 
 
 def percentiles(seconds: list[float]) -> dict:
