@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -99,8 +98,6 @@ def main() -> None:
 
     vectors = flat.vectors()
     qv = vectors[rng.choice(len(vectors), 200, replace=False)]
-    import faiss
-
     faiss_times = []
     for q in qv:
         start = time.perf_counter()

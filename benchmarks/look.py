@@ -14,7 +14,6 @@ Run after benchmarks/core.py (uses its 35k index): python benchmarks/look.py
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

@@ -137,7 +137,7 @@ def main() -> None:
 
 
 def report(res: dict) -> None:
-    t = Table(title=f"validation products vs the rest of the catalog: P@10 (P@1); photos: class P@10 (P@1)")
+    t = Table(title="validation products vs the rest of the catalog: P@10 (P@1); photos: class P@10 (P@1)")
     t.add_column("model")
     for f in FIELDS:
         t.add_column(f, justify="right")

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from conftest import FPI
 from lookalike import Index
 from lookalike.evaluate import evaluate, score
 

@@ -1,6 +1,5 @@
 """Safe decoding: every odd image becomes upright 8-bit RGB, every bad one a clear error naming the file."""
 
-import io
 
 import numpy as np
 import pytest

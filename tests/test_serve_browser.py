@@ -1,7 +1,6 @@
 """The web page in real headless Chromium (Debian's, driven by Playwright): upload, results, filters,
 click-through, and an error for a non-image. Screenshots go to build/test-artifacts/."""
 
-import os
 import shutil
 import socket
 import threading

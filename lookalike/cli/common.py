@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 
 import typer
 from rich.console import Console
@@ -47,7 +46,3 @@ def print_report(report: BuildReport, verb: str = "indexed") -> None:
         err.print(f"  ... and {len(report.skipped) - 10} more")
     for line in report.problems.lines():
         err.print(f"  [yellow]note[/] {line}", highlight=False)
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()

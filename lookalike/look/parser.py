@@ -25,7 +25,6 @@ class Parsed:
     size: tuple[int, int]                   # (width, height) of the photo
     labels: np.ndarray                      # (h, w) class per pixel at parser resolution, mapped to the photo
     probs: np.ndarray                       # (C, h, w) probabilities at parser resolution
-    box_of_view: tuple[float, float, float, float]  # the photo's area inside the parser input (x0, y0, x1, y1)
 
     def mask(self, kind: str) -> np.ndarray:
         return self.labels == CLASSES.index(kind)
@@ -67,7 +66,7 @@ class GarmentParser:
         x = (np.asarray(canvas, np.float32) / 255 - self.manifest["mean"]) / self.manifest["std"]
         probs = self.session.run(None, {"image": x.transpose(2, 0, 1)[None]})[0][0]
         probs = probs[:, y0:y0 + nh, x0:x0 + nw]
-        return Parsed((w, h), probs.argmax(0), probs, (x0, y0, x0 + nw, y0 + nh))
+        return Parsed((w, h), probs.argmax(0), probs)
 
     @staticmethod
     def regions(parsed: Parsed) -> list[Region]:

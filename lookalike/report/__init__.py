@@ -10,8 +10,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..catalog import Catalog
 from ..progress import Progress
 from .html import render

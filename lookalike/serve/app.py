@@ -21,6 +21,7 @@ from typing import Optional
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Product as CatalogProduct
 from ..errors import FilterError, ImageError, LookalikeError, ModelError, NotFoundError
@@ -145,8 +146,6 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         """Most similar products to an uploaded photo. Filters: metadata columns as query parameters."""
         data = await read_upload(image)
         where = filters(request)
-        from starlette.concurrency import run_in_threadpool
-
         start = time.perf_counter()
         results = await run_in_threadpool(lambda: holder.index.search(load_image(data, name=image.filename), k=k,
                                                                       where=where))
@@ -159,8 +158,6 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     async def classify(image: UploadFile = File(...), top: int = Query(3, ge=1, le=10)):
         """Predicted attributes (category, colour, gender, ...) of an uploaded photo, when the model has heads."""
         data = await read_upload(image)
-        from starlette.concurrency import run_in_threadpool
-
         start = time.perf_counter()
         preds = await run_in_threadpool(lambda: holder.index.model.predict([load_image(data, name=image.filename)], top=top))
         return schemas.ClassifyResponse(
@@ -173,8 +170,6 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
                             k: int = Query(6, ge=1, le=50), gender: str = Query("soft", pattern="^(soft|strict|off)$")):
         """Shop the look: each garment in the photo (box, kind, attributes) with similar products of its kind."""
         data = await read_upload(image)
-        from starlette.concurrency import run_in_threadpool
-
         result = await run_in_threadpool(lambda: holder.index.look(data, k=k, name=image.filename, gender_filter=gender))
         return schemas.LookResponse(
             image=image.filename, size=list(result.size), full_shot=result.full_shot, took_ms=round(result.seconds * 1000, 1),
@@ -269,8 +264,6 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         tmp = Path(tempfile.mkstemp(dir=uploads, suffix=f".{fmt}")[1])
         tmp.write_bytes(data)
         target = uploads / f"{id}.{fmt}"
-        from starlette.concurrency import run_in_threadpool
-
         def write(idx):
             if id in idx and not replace:
                 raise HTTPException(409, f"product {id} already exists (send replace=true to update it)")

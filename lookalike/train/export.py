@@ -17,7 +17,7 @@ from ..models.manifest import MANIFEST, EmbeddingSpec, HeadSpec, InputSpec, Mode
 from ..models.onnx import OnnxEmbedder
 from .data import PAIR
 from .loop import MEAN, STD, TrainConfig
-from .net import Exported, FashionNet
+from .net import FashionNet
 
 TRAINING_ONLY = {"+".join(PAIR)}
 

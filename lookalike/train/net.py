@@ -66,15 +66,3 @@ class FashionNet(nn.Module):
         pooled = self.features(x)
         emb = F.normalize(self.project(pooled), dim=1)
         return emb, {name: head(emb) for name, head in self.heads.items()}, pooled
-
-
-class Exported(nn.Module):
-    """What goes into the ONNX file: image -> embedding, then one logits output per head."""
-
-    def __init__(self, net: FashionNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, image):
-        emb, logits, _ = self.net(image)
-        return (emb, *(logits[name] for name in self.net.head_names))
