@@ -49,8 +49,8 @@ Decode with EXIF rotation and alpha on white, fit inside {cfg['width']}x{cfg['he
 pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (x - 0.5) / 0.25.
 
 ## Training
-- Data: {training['products']:,} catalog products; {training['validation']:,} held out for validation by product id
-  (crc32(id) mod 10000 < 1000: `lookalike.train.data.is_validation`).
+- Data: {training['products'] - training.get('extra_products', 0):,} catalog products; {training['validation']:,} held out for validation by product id
+  (crc32(id) mod 10000 < 1000: `lookalike.train.data.is_validation`).{extra_line(training)}
 - Loss: normalised-softmax proxy heads on the embedding (one learned proxy per class, scale 16, label smoothing 0.1)
   for each label column plus an (articleType, baseColour) pair head; a proxy loss needs no pair or triplet mining,
   which matters on a 2-core CPU. {('Distillation: a 2-layer projection of the pooled features predicts the reference ImageNet MobileNetV2 feature of the clean catalog photo (cosine loss, weight ' + str(cfg['distill_weight']) + '); the teacher is used at training time only, never shipped or loaded at run time.') if training.get('teacher') else ''}
@@ -89,6 +89,15 @@ Embedding with decoding: {bench['embed_images_per_s']:.0f} images/s on 2 cores.
 - Trained on one retailer's studio catalog (Indian fashion e-commerce, 2011-2018): other catalogs should
   fine-tune it (`lookalike train PHOTOS --metadata CSV --init default --out my-model/`).
 """
+
+
+def extra_line(training: dict) -> str:
+    if not training.get("extra_products"):
+        return ""
+    repeat = training["config"].get("extra_repeat", 1)
+    return (f"\n- Second domain: {training['extra_products']:,} real-photo garment crops (on white) from the even-numbered "
+            f"half of Clothing Co-Parsing, labelled with catalog articleType / subCategory / masterCategory "
+            f"(`python benchmarks/ccp.py crops DIR`), seen {repeat} times an epoch; the odd half is kept for measuring.")
 
 
 def variant_line(training: dict) -> str:
