@@ -132,3 +132,56 @@ def test_full_shot_and_half_body(demo_index, ccp):
     upper = demo_index.look(photo.crop((0, 0, photo.width, int(photo.height * 0.5))), k=2)
     assert upper.full_shot is False
     assert "top" in {g.kind for g in upper.garments} and "footwear" not in {g.kind for g in upper.garments}
+
+
+def yolo_detector(folder, outputs):
+    """A YOLOv8-layout ONNX 'detector' with a fixed output [1, 4 + C, N], made by the test itself."""
+    onnx = pytest.importorskip("onnx", reason="the test extra (onnx) builds the detector")
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    value = numpy_helper.from_array(np.asarray(outputs, np.float32)[None], "value")
+    graph = helper.make_graph([helper.make_node("Constant", [], ["output0"], value=value)], "yolo",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(value.dims))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "model.onnx"))
+    (folder / "detector.json").write_text(json.dumps({
+        "format": "lookalike-detector", "onnx": "model.onnx", "width": 64, "height": 64, "layout": "yolov8",
+        "classes": {"0": "top", "1": "bottom", "2": "hat-not-a-kind"}, "score": 0.25, "iou": 0.45}))
+    return folder
+
+
+def test_a_yolo_style_onnx_detector_plugs_in(demo_index, ccp, tmp_path):
+    from lookalike.look.detector import OnnxDetector
+
+    # columns are anchors: cx, cy, w, h, then scores of classes 0 (top), 1 (bottom), 2 (not a garment kind)
+    anchors = [(32, 20, 30, 20, .9, 0, 0), (33, 21, 30, 20, .8, 0, 0), (32, 45, 20, 20, 0, .7, 0),
+               (10, 10, 5, 5, 0, 0, .95), (50, 50, 8, 8, 0, .1, 0)]
+    detector = OnnxDetector(yolo_detector(tmp_path / "det", np.asarray(anchors, np.float32).T))
+    photo = Image.open(ccp / "photos" / "0001.jpg").convert("RGB")
+    scale = min(64 / photo.width, 64 / photo.height)
+    dx = (64 - round(photo.width * scale)) // 2
+    look = demo_index.look(photo, k=3, detector=detector)
+    boxes = {g.kind: g.box for g in look.garments}
+    assert set(boxes) == {"top", "bottom"}  # the duplicate is suppressed, the unknown class and weak box dropped
+    expected_top = ((17 - dx) / scale, 10 / scale, (47 - dx) / scale, 30 / scale)
+    assert np.allclose(boxes["top"], expected_top, atol=2)
+    assert all(len(g.results) == 3 for g in look.garments)
+    assert {r.metadata["class"] for r in look.garments[0].results} <= {"t-shirt", "shirt", "longsleeve", "outwear"}
+
+
+def test_cli_detector_option(demo_index, ccp, tmp_path):
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    anchors = np.asarray([(32, 20, 30, 20, .9, 0, 0)], np.float32).T
+    folder = yolo_detector(tmp_path / "det", anchors)
+    photo = str(ccp / "photos" / "0003.jpg")
+    ok = CliRunner().invoke(app, ["look", str(demo_index.path), photo, "--json", "--detector", str(folder)])
+    assert ok.exit_code == 0, ok.output
+    assert [g["kind"] for g in json.loads(ok.stdout)["looks"][0]["garments"]] == ["top"]
+    bad = CliRunner().invoke(app, ["look", str(demo_index.path), photo, "--detector", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a detector folder" in bad.output

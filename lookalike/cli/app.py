@@ -276,6 +276,8 @@ def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
          photos: List[Path] = typer.Argument(..., help="photos of people, or folders of them"),
          k: int = typer.Option(6, "-k", min=1, max=100, help="results per garment"),
          gender: str = typer.Option("soft", help="use the predicted gender: soft (re-rank), strict (filter) or off"),
+         detector: Optional[Path] = typer.Option(None, help="a YOLO-style ONNX detector folder (detector.json) to "
+                                                             "use instead of the built-in garment parser"),
          as_json: bool = typer.Option(False, "--json"),
          grid: Optional[Path] = typer.Option(None, help="PNG with boxes and a row of results per garment "
                                                         "(one photo; with several, NAME-<photo>.png each)")):
@@ -287,10 +289,13 @@ def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     files = [p for item in photos for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
                                               if item.is_dir() else [item])]
     idx = Index.load(index_dir)
+    from ..look.detector import OnnxDetector
+
+    localiser = OnnxDetector(detector) if detector else None
     looks, failed = [], []
     for path in files:
         try:
-            result = idx.look(path, k=k, gender_filter=gender, with_crops=grid is not None)
+            result = idx.look(path, k=k, gender_filter=gender, with_crops=grid is not None, detector=localiser)
         except LookalikeError as exc:
             failed.append((path, str(exc)))
             continue

@@ -66,12 +66,14 @@ def person_detector() -> PersonDetector:
     return _person
 
 
-def garment_crop(image: Image.Image, parsed: Parsed, region: Region, margin: float = 0.06) -> Image.Image:
+def garment_crop(image: Image.Image, parsed: Parsed | None, region: Region, margin: float = 0.06) -> Image.Image:
     """The garment cut out on white, like a catalog photo: its box (with a margin), pixels of other classes
-    whitened through the parser mask (upsampled and softened)."""
+    whitened through the parser mask (upsampled and softened). Without a parse (a detector's box), the box."""
     x0, y0, x1, y1 = region.box
     mx, my = int((x1 - x0) * margin), int((y1 - y0) * margin)
     box = (max(0, x0 - mx), max(0, y0 - my), min(image.width, x1 + mx), min(image.height, y1 + my))
+    if parsed is None:
+        return image.crop(box)
     mask = Image.fromarray((parsed.mask(region.kind) * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
     mask = mask.filter(ImageFilter.MaxFilter(5)).filter(ImageFilter.GaussianBlur(2)).crop(box)
     white = Image.new("RGB", mask.size, (255, 255, 255))
@@ -79,7 +81,7 @@ def garment_crop(image: Image.Image, parsed: Parsed, region: Region, margin: flo
 
 
 def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kinds: Kinds | None = None,
-         gender_filter: str = "soft", with_crops: bool = False) -> Look:
+         gender_filter: str = "soft", with_crops: bool = False, detector=None) -> Look:
     """Garments of the person in `source` with `k` similar catalog products each. A person is found by
     MediaPipe's pose model (full shot: face and feet visible); garments by the parser. A photo with no person
     (a product shot) is searched whole, as one product (kind "product")."""
@@ -88,9 +90,15 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
     image = load_image(source, name=name)
     label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
     person = person_detector().detect(image)
-    p = garment_parser()
-    parsed = p.parse(image) if person else None
-    regions = p.regions(parsed) if parsed is not None else []
+    parsed = None
+    if person and detector is not None:
+        regions = detector.regions(image)
+    elif person:
+        p = garment_parser()
+        parsed = p.parse(image)
+        regions = p.regions(parsed)
+    else:
+        regions = []
     model = index.model
     if not regions:
         vectors, attributes = _embed_and_classify(model, [image])
