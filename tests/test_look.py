@@ -184,4 +184,4 @@ def test_cli_detector_option(demo_index, ccp, tmp_path):
     assert ok.exit_code == 0, ok.output
     assert [g["kind"] for g in json.loads(ok.stdout)["looks"][0]["garments"]] == ["top"]
     bad = CliRunner().invoke(app, ["look", str(demo_index.path), photo, "--detector", str(tmp_path)])
-    assert bad.exit_code == 2 and "not a detector folder" in bad.output
+    assert bad.exit_code == 2 and "not a detector folder" in " ".join(bad.output.split())
