@@ -129,6 +129,17 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def image_files(inputs) -> list[Path]:
+    """Photos named on a command line: files as given, folders expanded (recursively, sorted) to their images."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+        else:
+            files.append(item)
+    return files
+
+
 def fit(img: Image.Image, size: tuple[int, int], policy: str = "pad", resample: int = Image.BILINEAR,
         fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Resize to exactly `size` (width, height).

@@ -14,7 +14,7 @@ from rich.table import Table
 from ..errors import LookalikeError
 from ..evaluate import evaluate as run_evaluate
 from ..grid import draw_rows
-from ..images import is_image_file, load_image
+from ..images import image_files, load_image
 from ..index import Index
 from ..models import load_model
 from ..models.pipeline import embed_batch
@@ -122,12 +122,7 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
           out_file: Path = typer.Option(..., "--out", "-o", help="vectors .npy (ids go to NAME.ids.txt)"),
           model: str = MODEL, batch_size: int = typer.Option(64, min=1, max=4096)):
     """Embed photos to an N x D float32 .npy of unit vectors, with their ids one a line beside it."""
-    files = []
-    for item in inputs:
-        if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
-        else:
-            files.append(item)
+    files = image_files(inputs)
     if not files:
         raise LookalikeError("no photos found in the inputs")
     embedder = load_model(model)
@@ -286,8 +281,7 @@ def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         raise LookalikeError("--gender is soft, strict or off")
     from ..grid import draw_look
 
-    files = [p for item in photos for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
-                                              if item.is_dir() else [item])]
+    files = image_files(photos)
     idx = Index.load(index_dir)
     from ..look.detector import OnnxDetector
 

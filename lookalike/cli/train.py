@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from ..errors import LookalikeError
-from ..images import is_image_file
+from ..images import image_files
 from ..models import load_model
 from ..progress import RichProgress
 from .common import cli_errors, err, out
@@ -59,8 +59,7 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
 
 
 def _image_files(inputs: List[Path]) -> list[Path]:
-    files = [p for item in inputs for p in (sorted(x for x in item.rglob("*") if x.is_file() and is_image_file(x))
-                                              if item.is_dir() else [item])]
+    files = image_files(inputs)
     if not files:
         raise LookalikeError("no photos found in the inputs")
     return files

@@ -63,9 +63,6 @@ class MetadataStore:
             rows = cur.fetchall()
             return (rows, [d[0] for d in cur.description]) if with_names else rows
 
-    def close(self) -> None:
-        self._conn.close()
-
     def ids(self) -> list[str]:
         return [r[0] for r in self._query("SELECT id FROM products ORDER BY row")]
 
@@ -120,7 +117,3 @@ class MetadataStore:
             params.extend(values)
         sql = "SELECT row FROM products" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         return np.fromiter((r for (r,) in self._query(sql, params)), dtype=np.int64)
-
-    def row_of(self, pid: str) -> int | None:
-        found = self._query("SELECT row FROM products WHERE id = ?", (pid,))
-        return found[0][0] if found else None

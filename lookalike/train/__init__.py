@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LookalikeError
-from ..images import fit as fit_image, is_image_file, load_image
+from ..images import fit as fit_image, image_files, load_image
 from ..progress import NoProgress, Progress
 
 try:
@@ -44,7 +44,7 @@ def load_backgrounds(folder: Path, size: tuple[int, int], per_photo: int = 4, li
     rng = np.random.default_rng(seed)
     w, h = size
     crops = []
-    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p)):
+    for path in image_files([folder]):
         try:
             img = load_image(path)
         except LookalikeError:
