@@ -55,7 +55,7 @@ class MetadataStore:
         self._lock = threading.Lock()
         info = self._query("PRAGMA table_info(products)")
         self.columns = [r[1] for r in info if r[1] not in RESERVED]
-        self._values: dict[str, set[str]] = {}
+        self._facets: dict[str, list[tuple[str, int]]] = {}   # an index version never changes: count once
 
     def _query(self, sql: str, params=(), with_names: bool = False):
         with self._lock:
@@ -91,9 +91,11 @@ class MetadataStore:
     def facets(self, name: str) -> list[tuple[str, int]]:
         """Values of a column with their counts, most common first."""
         self._check_column(name)
-        q = quote(name)
-        return [(v, n) for v, n in self._query(
-            f"SELECT {q}, COUNT(*) AS n FROM products WHERE {q} IS NOT NULL GROUP BY {q} ORDER BY n DESC, {q}")]
+        if name not in self._facets:
+            q = quote(name)
+            self._facets[name] = [(v, n) for v, n in self._query(
+                f"SELECT {q}, COUNT(*) AS n FROM products WHERE {q} IS NOT NULL GROUP BY {q} ORDER BY n DESC, {q}")]
+        return self._facets[name]
 
     def _check_column(self, name: str) -> None:
         if name not in self.columns:
@@ -105,9 +107,7 @@ class MetadataStore:
         clauses, params = [], []
         for column, values in where.items():
             self._check_column(column)
-            known = self._values.get(column)
-            if known is None:
-                known = self._values[column] = {v for v, _ in self.facets(column)}
+            known = {v for v, _ in self.facets(column)}
             unknown = [v for v in values if v not in known]
             if unknown:
                 sample = sorted(known)
