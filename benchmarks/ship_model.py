@@ -14,7 +14,7 @@ from pathlib import Path
 from common import RESULTS, ROOT
 
 TARGET = ROOT / "lookalike" / "models" / "default"
-FILES = ("model.onnx", "model.json", "weights.pt", "training.json")
+FILES = ("model.onnx", "model.json", "weights.safetensors", "training.json")
 TARGETS = {"articleType": 0.85, "baseColour": 0.65, "gender": 0.90, "articleType+baseColour": 0.55}
 CLS_TARGETS = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98, "gender": 0.90, "baseColour": 0.65}
 

@@ -19,7 +19,7 @@ def test_shipped_model_loads_with_heads_and_card():
     assert isinstance(model, OnnxEmbedder) and model.dim == 256
     assert {"articleType", "subCategory", "masterCategory", "baseColour", "gender"} <= set(model.heads)
     assert model.card and "Training" in model.card and "Measured" in model.card
-    assert (PACKAGED / "model.onnx").stat().st_size + (PACKAGED / "weights.pt").stat().st_size < 15e6
+    assert (PACKAGED / "model.onnx").stat().st_size + (PACKAGED / "weights.safetensors").stat().st_size < 15e6
 
 
 def test_classifies_held_in_catalog_products(fpi_sample):

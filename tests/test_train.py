@@ -10,7 +10,7 @@ from conftest import DEMO, DEMO_CSV
 torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
 
 from lookalike import Embedder, Index  # noqa: E402
-from lookalike.train import train  # noqa: E402
+from lookalike.train import safe, train  # noqa: E402
 from lookalike.train.loop import TrainConfig  # noqa: E402
 
 TINY = dict(epochs=1, batch_size=32, widths=(8, 16, 16, 32), dim=32, lr=1e-2, threads=2)
@@ -25,7 +25,7 @@ def labelled(tmp_path_factory):
 
 def test_labelled_training_exports_a_model_index_accepts(labelled, tmp_path):
     out, report = labelled
-    assert {"model.onnx", "model.json", "weights.pt", "training.json"} <= {p.name for p in out.iterdir()}
+    assert {"model.onnx", "model.json", "weights.safetensors", "training.json"} <= {p.name for p in out.iterdir()}
     assert report.variant in ("int8", "float32") and set(report.variants) == {"float32", "int8"}
     model = Embedder.load(str(out))
     assert list(model.heads) == ["class"] and sorted(model.heads["class"]) == sorted(p.name for p in DEMO.iterdir() if p.is_dir())
@@ -76,7 +76,7 @@ def test_training_resumes_from_its_checkpoint(labelled, tmp_path):
     data = load(DEMO, DEMO_CSV, labels=["class"])
     messages = []
     fit(data, tmp_path, TrainConfig(**TINY), log=messages.append)
-    assert len(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["history"]) == 1
+    assert len(safe.load(tmp_path / "checkpoint.safetensors")[1]["history"]) == 1
     messages.clear()
     fit(data, tmp_path, TrainConfig(**TINY), log=messages.append)
     assert any("resuming after epoch 1" in m for m in messages)

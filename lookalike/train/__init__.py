@@ -21,6 +21,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     torch = None
 
+WEIGHTS = "weights.safetensors"     # float16 network weights, for --init and the parser's encoder
+
 
 @dataclass
 class TrainReport:
@@ -65,10 +67,12 @@ def _init_weights(init: str | Path) -> dict:
     from ..models.registry import PACKAGED
 
     folder = PACKAGED if str(init) == "default" else Path(init)
-    weights = folder / "weights.pt"
+    from . import safe
+
+    weights = folder / WEIGHTS
     if not weights.is_file():
-        raise LookalikeError(f"{folder}: no weights.pt to start from (only models trained by lookalike have one)")
-    return {k: v.float() for k, v in torch.load(weights, weights_only=True).items()}
+        raise LookalikeError(f"{folder}: no {WEIGHTS} to start from (only models trained by lookalike have one)")
+    return {k: v.float() for k, v in safe.load(weights)[0].items()}
 
 
 def _val_scores(model, data, rows: np.ndarray) -> dict:
@@ -89,12 +93,13 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
           config=None,
           name: str | None = None, quantize: str = "auto", progress: Progress | None = None,
           log=print, command: str | None = None, card: str | None = None) -> TrainReport:
-    """Train on a catalog and write a model folder to `out` (model.onnx, model.json, weights.pt, training.json).
+    """Train on a catalog and write a model folder to `out` (model.onnx, model.json, weights.safetensors, training.json).
 
     `quantize`: `auto` writes the int8 model if its validation P@10 is within 0.01 of float32 on every head
     and it is faster; `int8` or `float32` force one."""
     _require_torch()
     from . import data as data_mod
+    from . import safe
     from .export import export_onnx, quantize as quantize_model, throughput, write_model
     from .loop import TrainConfig, fit
 
@@ -140,7 +145,7 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
         if close and q["images_per_s_model_only"] > f["images_per_s_model_only"]:
             chosen = "int8"
     write_model(out, candidates[chosen], name, config, data.vocab, heads, card=card)
-    torch.save({k: v.half() for k, v in net.state_dict().items()}, out / "weights.pt")
+    safe.save(out / WEIGHTS, {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()})
     report = TrainReport(out, chosen, result.history, variants, time.perf_counter() - started, len(data),
                          int(data.val.sum()))
     (out / "training.json").write_text(json.dumps({

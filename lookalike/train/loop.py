@@ -1,5 +1,5 @@
 """The training loop: proxy (cosine-softmax) heads + optional distillation, early stopping, resumable
-checkpoints in a safe format (tensors and plain values, loaded with `weights_only=True`)."""
+checkpoints as safetensors plus JSON (lookalike.train.safe): nothing is pickled."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import safe
 from .augment import augment, normalise
 from .data import MISSING, TrainData
 from .net import FashionNet
@@ -21,7 +22,7 @@ from .net import FashionNet
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 HEAD_WEIGHTS = {"articleType": 1.0, "subCategory": 0.5, "masterCategory": 0.25, "baseColour": 1.0, "gender": 0.5,
                 "usage": 0.25, "articleType+baseColour": 1.0}
-CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
+CHECKPOINT, BEST = "checkpoint.safetensors", "best.safetensors"
 
 
 @dataclass
@@ -99,7 +100,7 @@ def validate(net: FashionNet, data: TrainData) -> dict:
 def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = None,
         bank: np.ndarray | None = None, log: Callable[[str], None] = print,
         on_step: Callable[[int, int, float], None] | None = None) -> tuple[FashionNet, TrainResult]:
-    """Train, keeping the best epoch by validation P@10. Resumes from `out/checkpoint.pt` if present."""
+    """Train, keeping the best epoch by validation P@10. Resumes from `out/checkpoint.safetensors` if present."""
     if config.threads:
         torch.set_num_threads(config.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,12 +125,9 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
     start_epoch = 0
     ckpt = out / CHECKPOINT
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)
-        if state["config"] == json.loads(json.dumps(asdict(config))):
-            net.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            g.set_state(state["generator"])
+        _, saved = safe.load(ckpt)
+        if saved.get("config") == json.loads(json.dumps(asdict(config))):
+            state = safe.load_checkpoint(ckpt, net, opt, sched, g)
             rng = np.random.default_rng(state["epoch"] + 1000 * config.seed)
             start_epoch = state["epoch"] + 1
             result = TrainResult(state["best_epoch"], state["best_score"], state["history"])
@@ -180,14 +178,13 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
         log(json.dumps(entry))
         if scores["score"] > result.best_score or not data.labels:
             result.best_epoch, result.best_score = epoch + 1, scores["score"]
-            torch.save(net.state_dict(), out / BEST)
+            safe.save(out / BEST, net.state_dict())
             bad_epochs = 0
         else:
             bad_epochs += 1
-        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "generator": g.get_state(), "epoch": epoch, "best_epoch": result.best_epoch,
-                    "best_score": result.best_score, "history": result.history,
-                    "config": json.loads(json.dumps(asdict(config)))}, ckpt)
+        safe.save_checkpoint(ckpt, net, opt, sched, g, epoch=epoch, best_epoch=result.best_epoch,
+                             best_score=result.best_score, history=result.history,
+                             config=json.loads(json.dumps(asdict(config))))
         if bad_epochs >= config.patience:
             log(f"early stop: no better validation score for {bad_epochs} epochs")
             break
@@ -195,5 +192,5 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
             log("time budget reached")
             break
     result.seconds = time.perf_counter() - started
-    net.load_state_dict(torch.load(out / BEST, weights_only=True))
+    net.load_state_dict(safe.load(out / BEST)[0])
     return net.eval(), result
