@@ -14,6 +14,7 @@ from lookalike.look.kinds import KINDS, Kinds
 from lookalike.look.parser import SHIPPED
 
 CCP = SHARED / "data" / "clothing-co-parsing"
+HELD_OUT = range(1, 40, 2)      # the parser never trained on odd-numbered photos
 if not (SHIPPED / "parser.json").exists():
     pytest.skip("the garment parser is not shipped in this checkout (lookalike/look/parser/)", allow_module_level=True)
 
@@ -23,7 +24,7 @@ def ccp(tmp_path_factory):
     """Held-out (odd-numbered) CCP photos with their masks."""
     need_shared(CCP / "ccp.tar.gz")
     out = tmp_path_factory.mktemp("ccp")
-    wanted = {f"photos/{n:04d}.jpg" for n in (1, 3, 5, 7, 9, 11)} | {f"masks/{n:04d}.png" for n in (1, 3, 5, 7, 9, 11)}
+    wanted = {f"photos/{n:04d}.jpg" for n in HELD_OUT} | {f"masks/{n:04d}.png" for n in HELD_OUT}
     with tarfile.open(CCP / "ccp.tar.gz") as tar:
         for member in tar:
             if member.name in wanted:
@@ -52,15 +53,17 @@ def iou(a, b):
 
 def test_garments_overlap_the_truth(demo_index, ccp):
     overlaps = []
-    for n in (1, 3, 5, 7, 9, 11):
+    for n in HELD_OUT:      # 20 photos: fewer make the figure below swing with one or two hard photos
         look = demo_index.look(ccp / "photos" / f"{n:04d}.jpg", k=3)
         found = {g.kind: g.box for g in look.garments}
         for kind, box in truth(ccp, n).items():
-            if kind in ("top", "bottom", "one-piece"):
+            if kind in ("top", "bottom", "footwear"):
                 overlaps.append(iou(box, found[kind]) if kind in found else 0.0)
         assert all(len(g.results) == 3 for g in look.garments)
-    # recall at IoU 0.5 is measured by benchmarks/look.py; here: the boxes land on the garments
-    assert np.mean([o >= 0.3 for o in overlaps]) >= 0.7 and np.mean(overlaps) >= 0.4, overlaps
+    # Recall per kind is measured by benchmarks/look.py on 300 photos (one-piece is the weak one, about 0.3, so it
+    # is left out here); here: tops, bottoms and shoes get boxes that land on them.
+    assert len(overlaps) >= 40
+    assert np.mean([o >= 0.5 for o in overlaps]) >= 0.7 and np.mean(overlaps) >= 0.55, overlaps
 
 
 def test_results_are_of_the_garments_kind(demo_index, ccp):
@@ -185,3 +188,46 @@ def test_cli_detector_option(demo_index, ccp, tmp_path):
     assert [g["kind"] for g in json.loads(ok.stdout)["looks"][0]["garments"]] == ["top"]
     bad = CliRunner().invoke(app, ["look", str(demo_index.path), photo, "--detector", str(tmp_path)])
     assert bad.exit_code == 2 and "not a detector folder" in " ".join(bad.output.split())
+
+
+def test_blobs_of_a_garment_mask_and_stray_pixels():
+    from lookalike.look.parser import GarmentParser, Parsed, components
+    from lookalike.look.kinds import CLASSES
+
+    mask = np.zeros((12, 10), bool)
+    mask[1:4, 1:3] = True            # a shoe: 6 pixels
+    mask[4, 3] = True                # touching it diagonally only: same blob
+    mask[1:4, 6:9] = True            # the other shoe: 9 pixels
+    mask[10, 0] = True               # a stray pixel
+    assert sorted(components(mask)) == [(1, 0, 10, 1, 11), (7, 1, 1, 4, 5), (9, 6, 1, 9, 4)]
+    assert components(np.zeros((3, 3), bool)) == []
+
+    # The stray pixel does not stretch the footwear box; both shoes are in it. Photo is 2x the mask.
+    labels = np.where(mask, CLASSES.index("footwear"), 0)
+    probs = np.zeros((len(CLASSES), 12, 10), np.float32)
+    probs[labels, np.arange(12)[:, None], np.arange(10)] = 0.9
+    (region,) = GarmentParser.regions(Parsed((20, 24), labels, probs))
+    assert region.kind == "footwear" and region.box == (2, 2, 18, 10)
+
+
+def test_training_a_parser_end_to_end(tmp_path):
+    """A few steps on four annotated photos, from the default model's encoder: the exported int8 parser loads,
+    passes its checksum and labels a photo."""
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from lookalike.look.parser import GarmentParser
+    from lookalike.train.parser import train_parser
+
+    need_shared(CCP / "ccp.tar.gz")
+    numbers = (2, 4, 6, 8)
+    wanted = {f"photos/{n:04d}.jpg" for n in numbers} | {f"masks/{n:04d}.png" for n in numbers}
+    with tarfile.open(CCP / "ccp.tar.gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                (tmp_path / member.name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp_path / member.name).write_bytes(tar.extractfile(member).read())
+    manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="default",
+                            log=lambda m: None)
+    assert manifest["encoder"] == "lookalike model default" and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
+    parser = GarmentParser(tmp_path / "parser")
+    parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))
+    assert parsed.labels.shape == parsed.probs.shape[1:] and np.allclose(parsed.probs.sum(0), 1, atol=0.02)

@@ -48,14 +48,14 @@ def export_onnx(net: FashionNet, path: Path, config: TrainConfig) -> list[str]:
     return heads
 
 
-def quantize(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Static int8 (QDQ, per-channel) with calibration on real catalog images (uint8 NHWC, model size)."""
+def quantize(src: Path, dst: Path, calibration: np.ndarray, mean=MEAN, std=STD) -> None:
+    """Static int8 (QDQ, per-channel) with calibration on real images (uint8 NHWC at the model's input size)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            x = (calibration.astype(np.float32) / 255 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+            x = (calibration.astype(np.float32) / 255 - np.array(mean, np.float32)) / np.array(std, np.float32)
             self.batches = iter([{"image": x[i:i + 32].transpose(0, 3, 1, 2).copy()} for i in range(0, len(x), 32)])
 
         def get_next(self):

@@ -22,11 +22,13 @@ from PIL import Image
 from torch import nn
 
 from ..files import sha256_file
-from ..look.kinds import CLASSES, Kinds
+from ..look.kinds import CLASSES, KINDS, Kinds
 
 WIDTH, HEIGHT = 128, 192
 MEAN, STD = 0.5, 0.25
-CLASS_WEIGHTS = [0.4, 1.0, 1.0, 1.3, 1.6, 1.6, 0.6]
+CLASS_WEIGHTS = [0.4, 1.0, 1.3, 2.0, 1.6, 1.6, 0.6]
+PRESENT_SHARE = 0.003   # a kind covering this share of the (augmented) photo counts as present
+PRESENCE_WEIGHT = 0.5
 
 
 def conv(cin, cout, stride=1):
@@ -34,27 +36,73 @@ def conv(cin, cout, stride=1):
 
 
 class ParserNet(nn.Module):
-    def __init__(self, classes: int = len(CLASSES), widths=(16, 32, 64, 128)):
+    """U-Net-like encoder-decoder. A 1/32 stage and a global-pooled context vector let every pixel see the whole
+    figure, which is what tells a dress from a top over a skirt; a presence head says which kinds the photo
+    shows at all. With `fashion=True` the encoder is the default model's network (stem and four residual
+    stages, strides 2 to 16), so it can start from weights that learnt garments on the whole catalog."""
+
+    def __init__(self, classes: int = len(CLASSES), fashion: bool = False):
         super().__init__()
+        if fashion:
+            from .net import FashionNet
+
+            body = FashionNet({})
+            self.e1 = nn.Sequential(body.stem, body.stages[0])                  # 1/2, 32
+            self.e2, self.e3, self.e4 = body.stages[1], body.stages[2], body.stages[3]  # 1/4 64, 1/8 128, 1/16 256
+            widths, w5 = (32, 64, 128, 256), 192
+            dec = (16, 32, 64, 128)
+        else:
+            widths, w5 = (16, 32, 64, 128), 192
+            w1, w2, w3, w4 = widths
+            self.e1 = nn.Sequential(conv(3, w1, 2), conv(w1, w1))
+            self.e2 = nn.Sequential(conv(w1, w2, 2), conv(w2, w2))
+            self.e3 = nn.Sequential(conv(w2, w3, 2), conv(w3, w3), conv(w3, w3))
+            self.e4 = nn.Sequential(conv(w3, w4, 2), conv(w4, w4), conv(w4, w4))
+            dec = widths
         w1, w2, w3, w4 = widths
-        self.e1 = nn.Sequential(conv(3, w1, 2), conv(w1, w1))          # 1/2
-        self.e2 = nn.Sequential(conv(w1, w2, 2), conv(w2, w2))         # 1/4
-        self.e3 = nn.Sequential(conv(w2, w3, 2), conv(w3, w3))         # 1/8
-        self.e4 = nn.Sequential(conv(w3, w4, 2), conv(w4, w4), conv(w4, w4))  # 1/16
-        self.d3 = conv(w4 + w3, w3)
-        self.d2 = conv(w3 + w2, w2)
-        self.d1 = conv(w2 + w1, w1)
-        self.head = nn.Conv2d(w1, classes, 1)
+        self.e5 = nn.Sequential(conv(w4, w5, 2), conv(w5, w5), conv(w5, w5))    # 1/32
+        self.context = nn.Sequential(nn.Conv2d(w5, w5, 1), nn.ReLU(inplace=True))
+        self.d4 = conv(2 * w5 + w4, dec[3])
+        self.d3 = conv(dec[3] + w3, dec[2])
+        self.d2 = conv(dec[2] + w2, dec[1])
+        self.d1 = conv(dec[1] + w1, dec[0])
+        self.head = nn.Conv2d(dec[0], classes, 1)
+        self.presence = nn.Linear(w5, len(KINDS))     # which garment kinds the photo shows at all
+
+    def encoder(self) -> list[nn.Module]:
+        return [self.e1, self.e2, self.e3, self.e4]
+
+    @staticmethod
+    def up(x, like):
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
 
     def forward(self, x):
         e1 = self.e1(x)
         e2 = self.e2(e1)
         e3 = self.e3(e2)
         e4 = self.e4(e3)
-        d3 = self.d3(torch.cat([F.interpolate(e4, size=e3.shape[2:], mode="bilinear", align_corners=False), e3], 1))
-        d2 = self.d2(torch.cat([F.interpolate(d3, size=e2.shape[2:], mode="bilinear", align_corners=False), e2], 1))
-        d1 = self.d1(torch.cat([F.interpolate(d2, size=e1.shape[2:], mode="bilinear", align_corners=False), e1], 1))
-        return F.interpolate(self.head(d1), size=x.shape[2:], mode="bilinear", align_corners=False)
+        e5 = self.e5(e4)
+        pooled = e5.mean((2, 3), keepdim=True)
+        g = self.context(pooled).expand_as(e5)
+        d4 = self.d4(torch.cat([self.up(torch.cat([e5, g], 1), e4), e4], 1))
+        d3 = self.d3(torch.cat([self.up(d4, e3), e3], 1))
+        d2 = self.d2(torch.cat([self.up(d3, e2), e2], 1))
+        d1 = self.d1(torch.cat([self.up(d2, e1), e1], 1))
+        return self.up(self.head(d1), x), self.presence(pooled.flatten(1))
+
+    def load_fashion(self, state: dict) -> int:
+        """Copy the default model's stem and stages (its weights.safetensors) into the encoder."""
+        mine = {"stem": "e1.0", "stages.0": "e1.1", "stages.1": "e2", "stages.2": "e3", "stages.3": "e4"}
+        own = self.state_dict()
+        copied = {}
+        for key, value in state.items():
+            for theirs, ours in mine.items():
+                if key.startswith(theirs + "."):
+                    name = ours + key[len(theirs):]
+                    if name in own and own[name].shape == value.shape:
+                        copied[name] = value.float()
+        self.load_state_dict(copied, strict=False)
+        return len(copied)
 
 
 class Softmaxed(nn.Module):
@@ -63,7 +111,8 @@ class Softmaxed(nn.Module):
         self.net = net
 
     def forward(self, image):
-        return torch.softmax(self.net(image), dim=1)
+        logits, presence = self.net(image)
+        return torch.softmax(logits, dim=1), torch.sigmoid(presence)
 
 
 def load_pairs(ccp: Path, labels: list[str], kinds: Kinds, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +155,12 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator):
 
 
 def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, batch: int = 16, lr: float = 3e-3,
-                 seed: int = 0, log=print) -> dict:
+                 seed: int = 0, threads: int = 0, encoder: str | None = None, log=print) -> dict:
+    """Train on the even half of CCP. `encoder`: a lookalike model ('default' or a folder with weights.safetensors)
+    whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate."""
     torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(seed)
     labels = json.loads(labels_file.read_text())["labels"]
     kinds = Kinds.load()
@@ -115,11 +168,22 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     train_n = [n for n in numbers if n % 2 == 0]
     images, masks = load_pairs(ccp, labels, kinds, train_n)
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
-    net = ParserNet()
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    net = ParserNet(fashion=encoder is not None)
+    if encoder is not None:
+        from . import _init_weights
+
+        log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
+        inner = {id(p) for m in net.encoder() for p in m.parameters()}
+        groups = [{"params": [p for p in net.parameters() if id(p) in inner], "lr": lr / 3},
+                  {"params": [p for p in net.parameters() if id(p) not in inner], "lr": lr}]
+        max_lr = [lr / 3, lr]
+    else:
+        groups, max_lr = net.parameters(), lr
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_n) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1)
     weights = torch.tensor(CLASS_WEIGHTS)
+    kind_ids = torch.tensor([CLASSES.index(k) for k in KINDS])
     started = time.perf_counter()
     for epoch in range(epochs):
         net.train()
@@ -128,7 +192,10 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         for s in range(len(train_n) // batch):
             idx = order[s * batch:(s + 1) * batch]
             x, y = augment(images_t[idx], masks_t[idx], g)
-            loss = F.cross_entropy(net(x), y, weight=weights)
+            logits, presence = net(x)
+            present = (y.unsqueeze(1) == kind_ids.view(1, -1, 1, 1)).float().mean((2, 3)) >= PRESENT_SHARE
+            loss = F.cross_entropy(logits, y, weight=weights) + \
+                PRESENCE_WEIGHT * F.binary_cross_entropy_with_logits(presence, present.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -140,15 +207,28 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     net.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Softmaxed(net), (torch.zeros(1, 3, HEIGHT, WIDTH),), str(out / "parser.onnx"),
-                          input_names=["image"], output_names=["probs"],
-                          dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(Softmaxed(net), (torch.zeros(1, 3, HEIGHT, WIDTH),), str(out / "parser-float32.onnx"),
+                          input_names=["image"], output_names=["probs", "present"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "present": {0: "batch"}})
+    quantize_parser(out, images)
     manifest = {"format": "lookalike-parser", "version": 1, "onnx": "parser.onnx", "sha256": sha256_file(out / "parser.onnx"),
-                "width": WIDTH, "height": HEIGHT, "mean": MEAN, "std": STD, "classes": list(CLASSES),
-                "trained_on": f"Clothing Co-Parsing, {len(train_n)} even-numbered annotated photos", "epochs": epochs,
+                "width": WIDTH, "height": HEIGHT, "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
+                "trained_on": f"Clothing Co-Parsing, {len(train_n)} even-numbered annotated photos",
+                "encoder": f"lookalike model {encoder}" if encoder else "trained from scratch",
+                "quantization": "int8 static QDQ, calibrated on 64 training photos", "epochs": epochs,
                 "seed": seed, "minutes": round((time.perf_counter() - started) / 60, 1)}
     (out / "parser.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def quantize_parser(out: Path, images: np.ndarray) -> None:
+    """parser-float32.onnx -> parser.onnx in int8 (4x smaller, what ships), calibrated on training photos."""
+    from .export import quantize
+
+    step = max(1, len(images) // 64)
+    calibration = np.stack([np.asarray(Image.fromarray(im).resize((WIDTH, HEIGHT), Image.BILINEAR))
+                            for im in images[::step][:64]])
+    quantize(out / "parser-float32.onnx", out / "parser.onnx", calibration, mean=MEAN, std=STD)
 
 
 def main() -> None:
@@ -158,8 +238,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
+    ap.add_argument("--encoder", help="start the encoder from a lookalike model: 'default' or a model folder")
     args = ap.parse_args()
-    print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed), indent=2))
+    print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed,
+                                  threads=args.threads, encoder=args.encoder), indent=2))
 
 
 if __name__ == "__main__":
