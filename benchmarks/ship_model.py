@@ -60,8 +60,7 @@ pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (
   resolution and noise. No hue jitter: colour is a label.
 - Optimiser: AdamW (lr {cfg['lr']}, weight decay {cfg['weight_decay']}), one-cycle schedule, batch {cfg['batch_size']},
   {cfg['epochs']} epochs (best epoch {training['best_epoch']} by validation P@10), seed {cfg['seed']}.
-- Wall time: {training['seconds'] / 60:.0f} min on 2 CPU cores, no GPU.
-- Command: `{training.get('command') or '(library call)'}`
+{stages(training, manifest['name'])}
   (teacher features: `benchmarks/core.py` writes the reference's features as `.npy` + `.ids.txt`;
   backgrounds: `python benchmarks/ccp.py backgrounds DIR`).
 
@@ -91,6 +90,19 @@ Embedding with decoding: {bench['embed_images_per_s']:.0f} images/s on 2 cores.
 """
 
 
+def stages(training: dict, name: str) -> str:
+    """Wall time and the exact commands, including the models it was fine-tuned from (--init default)."""
+    chain = training.get("lineage", []) + [{"name": name, "minutes": round(training["seconds"] / 60, 1),
+                                            "command": training.get("command") or "(library call)"}]
+    total = sum(s["minutes"] for s in chain)
+    if len(chain) == 1:
+        return f"- Wall time: {total:.0f} min on 2 CPU cores, no GPU.\n- Command: `{chain[0]['command']}`"
+    lines = [f"- Wall time: {total:.0f} min on 2 CPU cores in {len(chain)} runs, no GPU; each run starts from the one before"
+             " (`--init` names the model of the run before):"]
+    lines += [f"  {i}. {s['name']}, {s['minutes']:.0f} min: `{s['command']}`" for i, s in enumerate(chain, 1)]
+    return "\n".join(lines)
+
+
 def extra_line(training: dict) -> str:
     if not training.get("extra_products"):
         return ""
@@ -105,6 +117,13 @@ def variant_line(training: dict) -> str:
     return "int8, static QDQ quantization" if v == "int8" else "float32"
 
 
+def lineage(folder: Path) -> list[dict]:
+    """The runs that made the model in `folder`, oldest first (its own lineage, then itself)."""
+    before = json.loads((folder / "training.json").read_text())
+    return before.get("lineage", []) + [{"name": json.loads((folder / "model.json").read_text())["name"],
+                                         "minutes": round(before["seconds"] / 60, 1), "command": before.get("command")}]
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
     bench = json.loads((RESULTS / "model.json").read_text())
@@ -112,6 +131,13 @@ def main() -> None:
     if not bench["model"].startswith(manifest["name"] + "@" + manifest["sha256"][:12]):
         sys.exit(f"benchmarks/results/model.json measured {bench['model']}, not this model: run benchmarks/model.py "
                  f"--model {folder} first")
+    training = json.loads((folder / "training.json").read_text())
+    words = (training.get("command") or "").split()
+    if "--init" in words and "lineage" not in training:
+        init = words[words.index("--init") + 1]
+        before_dir = TARGET if init == "default" else Path(init)
+        training["lineage"] = lineage(before_dir)
+        (folder / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     (folder / "CARD.md").write_text(card(folder, bench))
     manifest["card"] = "CARD.md"
     (folder / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
