@@ -22,9 +22,13 @@ if not (SHIPPED / "parser.json").exists():
 @pytest.fixture(scope="module")
 def ccp(tmp_path_factory):
     """Held-out (odd-numbered) CCP photos with their masks."""
+    return extract(tmp_path_factory.mktemp("ccp"), HELD_OUT)
+
+
+def extract(out, numbers):
+    """CCP photos and masks of the given numbers, as out/photos/NNNN.jpg and out/masks/NNNN.png."""
     need_shared(CCP / "ccp.tar.gz")
-    out = tmp_path_factory.mktemp("ccp")
-    wanted = {f"photos/{n:04d}.jpg" for n in HELD_OUT} | {f"masks/{n:04d}.png" for n in HELD_OUT}
+    wanted = {f"photos/{n:04d}.jpg" for n in numbers} | {f"masks/{n:04d}.png" for n in numbers}
     with tarfile.open(CCP / "ccp.tar.gz") as tar:
         for member in tar:
             if member.name in wanted:
@@ -217,14 +221,7 @@ def test_training_a_parser_end_to_end(tmp_path):
     from lookalike.look.parser import GarmentParser
     from lookalike.train.parser import train_parser
 
-    need_shared(CCP / "ccp.tar.gz")
-    numbers = (2, 4, 6, 8)
-    wanted = {f"photos/{n:04d}.jpg" for n in numbers} | {f"masks/{n:04d}.png" for n in numbers}
-    with tarfile.open(CCP / "ccp.tar.gz") as tar:
-        for member in tar:
-            if member.name in wanted:
-                (tmp_path / member.name).parent.mkdir(parents=True, exist_ok=True)
-                (tmp_path / member.name).write_bytes(tar.extractfile(member).read())
+    extract(tmp_path, (2, 4, 6, 8))       # even numbers: the training half
     manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="default",
                             log=lambda m: None)
     assert manifest["encoder"] == "lookalike model default" and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
