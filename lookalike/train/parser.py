@@ -214,11 +214,18 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     manifest = {"format": "lookalike-parser", "version": 1, "onnx": "parser.onnx", "sha256": sha256_file(out / "parser.onnx"),
                 "width": WIDTH, "height": HEIGHT, "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
                 "trained_on": f"Clothing Co-Parsing, {len(train_n)} even-numbered annotated photos",
-                "encoder": f"lookalike model {encoder}" if encoder else "trained from scratch",
+                "encoder": _model_name(encoder) if encoder else "trained from scratch",
                 "quantization": "int8 static QDQ, calibrated on 64 training photos", "epochs": epochs,
                 "seed": seed, "minutes": round((time.perf_counter() - started) / 60, 1)}
     (out / "parser.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _model_name(encoder: str) -> str:
+    from ..models.registry import PACKAGED
+
+    folder = PACKAGED if encoder == "default" else Path(encoder)
+    return f"{json.loads((folder / 'model.json').read_text())['name']} ({encoder})"
 
 
 def quantize_parser(out: Path, images: np.ndarray) -> None:
