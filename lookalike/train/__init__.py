@@ -65,10 +65,9 @@ def load_backgrounds(folder: Path, size: tuple[int, int], per_photo: int = 4, li
 
 def _init_weights(init: str | Path) -> dict:
     from ..models.registry import PACKAGED
-
-    folder = PACKAGED if str(init) == "default" else Path(init)
     from . import safe
 
+    folder = PACKAGED if str(init) == "default" else Path(init)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise LookalikeError(f"{folder}: no {WEIGHTS} to start from (only models trained by lookalike have one)")

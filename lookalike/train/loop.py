@@ -125,8 +125,7 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
     start_epoch = 0
     ckpt = out / CHECKPOINT
     if ckpt.exists():
-        _, saved = safe.load(ckpt)
-        if saved.get("config") == json.loads(json.dumps(asdict(config))):
+        if safe.header(ckpt).get("config") == json.loads(json.dumps(asdict(config))):
             state = safe.load_checkpoint(ckpt, net, opt, sched, g)
             rng = np.random.default_rng(state["epoch"] + 1000 * config.seed)
             start_epoch = state["epoch"] + 1

@@ -4,7 +4,7 @@ photo of a person as background, top, bottom, one-piece, footwear, bag or the re
 Trained on Clothing Co-Parsing pixel masks (photos NNNN.jpg + masks NNNN.png, value = index into its label
 list), even-numbered photos only (the odd half is kept for measuring). Exported to ONNX with a manifest.
 
-    python -m lookalike.train.parser CCP_DIR --labels labels.json --out lookalike/look/parser/
+    python -m lookalike.train.parser CCP_DIR --labels labels.json --encoder default --out lookalike/look/parser/
 """
 
 from __future__ import annotations

@@ -24,9 +24,13 @@ def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None)
 
 
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    return load_file(str(path)), header(path)
+
+
+def header(path: Path) -> dict:
+    """The JSON values of a file written by save(), without reading its tensors."""
     with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("lookalike", "{}"))
-    return load_file(str(path)), meta
+        return json.loads((f.metadata() or {}).get("lookalike", "{}"))
 
 
 def save_checkpoint(path: Path, net, opt, sched, generator: torch.Generator, **values) -> None:
