@@ -63,11 +63,17 @@ def load_backgrounds(folder: Path, size: tuple[int, int], per_photo: int = 4, li
     return np.stack(crops)
 
 
-def _init_weights(init: str | Path) -> dict:
+def model_folder(init: str | Path) -> Path:
+    """The folder of a model to start from: 'default' (the packaged one) or a path."""
     from ..models.registry import PACKAGED
+
+    return PACKAGED if str(init) == "default" else Path(init)
+
+
+def _init_weights(init: str | Path) -> dict:
     from . import safe
 
-    folder = PACKAGED if str(init) == "default" else Path(init)
+    folder = model_folder(init)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise LookalikeError(f"{folder}: no {WEIGHTS} to start from (only models trained by lookalike have one)")

@@ -222,10 +222,9 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
 
 
 def _model_name(encoder: str) -> str:
-    from ..models.registry import PACKAGED
+    from . import model_folder
 
-    folder = PACKAGED if encoder == "default" else Path(encoder)
-    return f"{json.loads((folder / 'model.json').read_text())['name']} ({encoder})"
+    return f"{json.loads((model_folder(encoder) / 'model.json').read_text())['name']} ({encoder})"
 
 
 def quantize_parser(out: Path, images: np.ndarray) -> None:
