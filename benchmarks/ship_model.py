@@ -48,6 +48,7 @@ trained by this project on CPU from the shared Kaggle "Fashion Product Images" c
 Decode with EXIF rotation and alpha on white, fit inside {cfg['width']}x{cfg['height']} keeping the aspect ratio,
 pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (x - 0.5) / 0.25.
 
+{search_vector(manifest, cfg)}
 ## Training
 - Data: {training['products'] - training.get('extra_products', 0):,} catalog products; {training['validation']:,} held out for validation by product id
   (crc32(id) mod 10000 < 1000: `lookalike.train.data.is_validation`).{extra_line(training)}
@@ -87,6 +88,21 @@ Embedding with decoding: {bench['embed_images_per_s']:.0f} images/s on 2 cores.
 - The catalog's 60x80 photos cap the detail it can see; uploads are shrunk to the same size.
 - Trained on one retailer's studio catalog (Indian fashion e-commerce, 2011-2018): other catalogs should
   fine-tune it (`lookalike train PHOTOS --metadata CSV --init default --out my-model/`).
+"""
+
+
+def search_vector(manifest: dict, cfg: dict) -> str:
+    e = manifest["embedding"]
+    if not e.get("append_heads"):
+        return ""
+    heads = ", ".join(f"{h} (weight {w:g})" for h, w in e["append_heads"].items())
+    return f"""## Search vector
+What `index` stores and `search` compares ({manifest['dim']} dims): the {cfg['dim']}-d embedding followed by the
+predictions of {heads}: per head, sqrt(weight x p) with p the probabilities raised to the power
+{e['append_power']:g} and renormalised, then the whole vector L2-normalised. The cosine of two vectors is then the
+embedding's cosine plus, per head, weight x the overlap of the two predictions, so neighbours tend to share the
+predicted type, colour and gender. The figures below are measured on this vector. The recipe is the manifest's
+`embedding.append_heads`; an empty one gives the plain embedding (a different model id, so indexes never mix).
 """
 
 

@@ -4,9 +4,12 @@
 import json
 import shutil
 
+import numpy as np
+
 import pytest
 
 from lookalike import Embedder
+from lookalike.errors import ModelError
 from lookalike.models import OnnxEmbedder
 from lookalike.models.registry import PACKAGED
 
@@ -16,7 +19,8 @@ if not (PACKAGED / "model.json").exists():
 
 def test_shipped_model_loads_with_heads_and_card():
     model = Embedder.load("default")
-    assert isinstance(model, OnnxEmbedder) and model.dim == 256
+    appended = model.manifest.embedding.append_heads
+    assert isinstance(model, OnnxEmbedder) and model.dim == 256 + sum(len(model.heads[h]) for h in appended)
     assert {"articleType", "subCategory", "masterCategory", "baseColour", "gender"} <= set(model.heads)
     assert model.card and "Training" in model.card and "Measured" in model.card
     assert (PACKAGED / "model.onnx").stat().st_size + (PACKAGED / "weights.safetensors").stat().st_size < 15e6
@@ -50,3 +54,30 @@ def test_categories_ranks_the_majority_first(fpi_sample, tmp_path):
     top = json.loads(result.stdout)["categories"]
     assert top[0]["label"] == "Tshirts" and top[0]["count"] >= 10
     assert (tmp_path / "s.png").exists()
+
+
+def test_search_vectors_append_the_heads_predictions(fpi_sample, tmp_path):
+    model = Embedder.load("default")
+    photos = sorted((fpi_sample / "images").glob("*.jpg"))[:8]
+    vectors = model.encode(photos)
+    assert vectors.shape == (8, model.dim) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    # the articleType block of each vector peaks at the predicted articleType
+    order = list(model.manifest.embedding.append_heads)
+    start = 256 + sum(len(model.heads[h]) for h in order[:order.index("articleType")])
+    block = vectors[:, start:start + len(model.heads["articleType"])]
+    predicted = [p["articleType"].label for p in model.predict(photos, top=1)]
+    assert [model.heads["articleType"][i] for i in block.argmax(1)] == predicted
+    # the same network without the recipe gives the plain 256-d embedding, a different model id
+    plain = tmp_path / "plain"
+    shutil.copytree(PACKAGED, plain)
+    manifest = json.loads((plain / "model.json").read_text())
+    manifest["embedding"].update(append_heads={}, append_power=1.0)
+    manifest["dim"] = 256
+    (plain / "model.json").write_text(json.dumps(manifest))
+    base = Embedder.load(str(plain))
+    assert base.id != model.id and base.encode(photos).shape == (8, 256)
+    # a recipe naming a head the model lacks is refused
+    manifest["embedding"]["append_heads"] = {"sleeveLength": 1.0}
+    (plain / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="sleeveLength"):
+        Embedder.load(str(plain))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,12 @@ class EmbeddingSpec:
     output: str | None = None         # ONNX output name (None: the model's first output)
     pooling: str = "none"             # none, avg, max: applied when the output is a 4-D feature map
     layout: str = "NCHW"              # layout of a 4-D output
+    # The search vector may append the heads' predictions: for each head named here (with a weight w), the
+    # square roots of its probabilities (raised to `append_power`, renormalised) times sqrt(w). The cosine of
+    # two such vectors adds, per head, w x the Bhattacharyya overlap of the two predictions to the embedding's
+    # cosine, so neighbours tend to share the predicted type and colour. `dim` counts the appended columns.
+    append_heads: dict[str, float] = field(default_factory=dict)
+    append_power: float = 1.0
 
 
 @dataclass
@@ -59,7 +66,14 @@ class ModelManifest:
 
     @property
     def id(self) -> str:
-        return f"{self.name}@{self.sha256[:12]}"
+        """name@checksum; a search vector recipe that appends heads adds a digest of it, so an index built with
+        another recipe of the same network is told apart."""
+        base = f"{self.name}@{self.sha256[:12]}"
+        e = self.embedding
+        if not e.append_heads:
+            return base
+        recipe = json.dumps([sorted(e.append_heads.items()), e.append_power])
+        return f"{base}+{hashlib.sha1(recipe.encode()).hexdigest()[:6]}"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

@@ -54,6 +54,9 @@ class OnnxEmbedder(Embedder):
         self.dim = m.dim
         self.input_size = (m.input.width, m.input.height)
         self.heads = {k: list(h.labels) for k, h in m.heads.items()}
+        unknown = [h for h in m.embedding.append_heads if h not in m.heads]
+        if unknown:
+            raise ModelError(f"{m.name}: embedding.append_heads names heads the model does not have: {', '.join(unknown)}")
         self._resample = RESAMPLE.get(m.input.interpolation)
         if self._resample is None:
             raise ModelError(f"{m.name}: unknown interpolation {m.input.interpolation!r} ({', '.join(RESAMPLE)})")
@@ -90,4 +93,19 @@ class OnnxEmbedder(Embedder):
                 out = np.exp(out - out.max(axis=1, keepdims=True))
                 out /= out.sum(axis=1, keepdims=True)
             heads[head] = out
-        return Outputs(l2_normalise(emb), heads)
+        vectors = self._search_vector(l2_normalise(emb), heads)
+        if self.dim and vectors.shape[1] != self.dim:
+            raise ModelError(f"{self.name}: the manifest says {self.dim} dims but the model gives {vectors.shape[1]}")
+        return Outputs(vectors, heads)
+
+    def _search_vector(self, emb: np.ndarray, heads: dict[str, np.ndarray]) -> np.ndarray:
+        """The embedding, with the predictions of `embedding.append_heads` appended (see EmbeddingSpec)."""
+        spec = self.manifest.embedding
+        if not spec.append_heads:
+            return emb
+        parts = [emb]
+        for head, weight in spec.append_heads.items():
+            p = np.clip(heads[head], 0, None) ** spec.append_power
+            p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+            parts.append(np.sqrt(weight * p))
+        return l2_normalise(np.concatenate(parts, axis=1))

@@ -21,7 +21,7 @@ from .manifest import MANIFEST, EmbeddingSpec, InputSpec, ModelManifest
 
 #: The shipped default model lives here once trained (see docs/models.md); until then `default` is `classic`.
 PACKAGED = Path(__file__).parent / "default"
-_cache: dict[str, Embedder] = {}
+_cache: dict[str, tuple[tuple | None, Embedder]] = {}   # spec -> (its manifest's mtime and size, model)
 
 
 def model_home() -> Path:
@@ -35,12 +35,22 @@ def load_model(spec: "str | Path | Embedder" = "default") -> Embedder:
     if isinstance(spec, Embedder):
         return spec
     key = str(spec)
-    if key not in _cache:
+    stamp = _stamp(key)
+    if key not in _cache or _cache[key][0] != stamp:   # a manifest edited on disk is read again
         embedder = _resolve(key)
         path = Path(key)
         embedder.source = str(path.absolute()) if key not in ("default", "classic") and path.is_dir() else key
-        _cache[key] = embedder
-    return _cache[key]
+        _cache[key] = (stamp, embedder)
+    return _cache[key][1]
+
+
+def _stamp(spec: str) -> tuple | None:
+    folder = PACKAGED if spec == "default" else Path(spec) if Path(spec).is_dir() else model_home() / spec
+    try:
+        st = (folder / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _resolve(spec: str) -> Embedder:
