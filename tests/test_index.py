@@ -155,6 +155,17 @@ def test_hnsw_agrees_with_flat_on_the_nearest(tmp_path, demo_index):
     assert all(r.metadata["class"] == "hat" for r in hnsw.search(demo_index.ids[3], k=5, where={"class": "hat"}))
 
 
+def test_float16_flat_finds_the_float32_neighbours(tmp_path, demo_index):
+    # demo_index is float16 (the default): classic's 293 dims are padded to 304 inside FAISS
+    exact = Index.build(DEMO, DEMO_CSV, out=tmp_path / "f32.idx", model="classic", dtype="float32")
+    assert demo_index.manifest["dtype"] == "float16" and demo_index.dim == exact.dim == 293
+    assert demo_index.vector(demo_index.ids[0]).shape == (293,)
+    for pid in demo_index.ids[::20]:
+        ours, theirs = demo_index.search(pid, k=5), exact.search(pid, k=5)
+        assert [r.id for r in ours][:3] == [r.id for r in theirs][:3]
+        assert [r.score for r in ours] == pytest.approx([r.score for r in theirs], abs=2e-3)
+
+
 def test_unknown_settings_are_refused(tmp_path):
     with pytest.raises(LookalikeError, match="index type"):
         Index.build(DEMO, out=tmp_path / "x.idx", model="classic", index_type="ivf")
