@@ -44,31 +44,37 @@ def load_model(spec: "str | Path | Embedder" = "default") -> Embedder:
     return _cache[key][1]
 
 
+def _folder(spec: str) -> Path | None:
+    """The model folder a name or path stands for: the packaged default, a folder, or a registered name."""
+    if spec == "classic":
+        return None
+    if spec == "default":
+        return PACKAGED
+    return Path(spec) if Path(spec).is_dir() else model_home() / spec
+
+
 def _stamp(spec: str) -> tuple | None:
-    folder = PACKAGED if spec == "default" else Path(spec) if Path(spec).is_dir() else model_home() / spec
+    folder = _folder(spec)
     try:
-        st = (folder / MANIFEST).stat()
+        st = (folder / MANIFEST).stat() if folder else None
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 def _resolve(spec: str) -> Embedder:
     from .onnx import OnnxEmbedder
 
-    if spec == "classic":
+    folder = _folder(spec)
+    if folder is not None and (folder / MANIFEST).is_file():
+        return OnnxEmbedder(folder)
+    if spec in ("classic", "default"):   # default is classic until a model is shipped
         return ClassicEmbedder()
-    if spec == "default":
-        return OnnxEmbedder(PACKAGED) if (PACKAGED / MANIFEST).is_file() else ClassicEmbedder()
-    path = Path(spec)
-    if path.is_dir():
-        return OnnxEmbedder(path)
-    if path.suffix == ".onnx":
+    if Path(spec).is_dir():
+        return OnnxEmbedder(Path(spec))   # reports the missing manifest
+    if Path(spec).suffix == ".onnx":
         raise ModelError(f"{spec}: a bare ONNX file needs its input recipe; register it first with "
                          "`lookalike model import` (see docs/models.md)")
-    registered = model_home() / spec
-    if (registered / MANIFEST).is_file():
-        return OnnxEmbedder(registered)
     known = ", ".join(["default", "classic", *list_models()])
     raise ModelError(f"unknown model {spec!r}: not a model directory nor a registered name ({known})")
 
