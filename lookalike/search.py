@@ -101,23 +101,34 @@ def top_k(index, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = No
         scores, rows = index.search(queries, fetch, params=params)
         out, short = [], False
         for qi in range(n):
-            kept: list[tuple[int, float]] = []
-            seen = set(exclude_hashes[qi])
-            for score, row in zip(scores[qi], rows[qi]):
-                if row < 0:
-                    break
-                if row in exclude[qi]:
-                    continue
-                if hashes is not None:
-                    h = int(hashes[row])
-                    if h and h in seen:
-                        continue
-                    seen.add(h)
-                kept.append((int(row), float(score)))
-                if len(kept) == k:
-                    break
+            kept = _kept(rows[qi], scores[qi], k, exclude[qi], hashes, exclude_hashes[qi])
             short |= len(kept) < k and rows[qi][-1] >= 0
             out.append(kept)
         if not short or fetch >= limit:
             return out
         fetch = min(limit, fetch * 4)
+
+
+def _kept(rows: np.ndarray, scores: np.ndarray, k: int, exclude: set[int], hashes: np.ndarray | None,
+          exclude_hashes: set[int]) -> list[tuple[int, float]]:
+    """One query's first `k` hits without excluded rows and, with `hashes`, without a second copy of a photo
+    (hash 0 means unknown: never collapsed) or a copy of an excluded photo. Plain lists: a few times faster
+    than looping over NumPy scalars or masking with NumPy on the few dozen hits of one query."""
+    row_list, score_list = rows.tolist(), scores.tolist()
+    hash_list = hashes[np.maximum(rows, 0)].tolist() if hashes is not None else None
+    kept: list[tuple[int, float]] = []
+    seen = set(exclude_hashes)
+    for i, row in enumerate(row_list):
+        if row < 0:
+            break
+        if row in exclude:
+            continue
+        if hash_list is not None:
+            h = hash_list[i]
+            if h and h in seen:
+                continue
+            seen.add(h)
+        kept.append((row, score_list[i]))
+        if len(kept) == k:
+            break
+    return kept

@@ -91,6 +91,7 @@ def test_model_import_and_list(tmp_path):
     (["search", "{idx}", "--id", "nope"], "neither a product id"),
     (["search", "{idx}"], "either a query photo"),
     (["search", "{idx}", "--id", "x", "--where", "class"], "bad filter"),
+    (["search", "{idx}", "--id", "x", "--agree", "colour"], "cannot re-rank by 'colour'"),
     (["search", "{tmp}/missing.idx", "--id", "x"], "no such index"),
     (["search", "{idx}", "{tmp}/missing.jpg"], "no such file"),
     (["index", "{tmp}/nowhere", "--out", "{tmp}/o.idx"], "not a folder"),

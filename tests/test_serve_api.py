@@ -58,6 +58,8 @@ def test_similar_product_details_random(client):
     ids = [r["id"] for r in data["results"]]
     assert pid not in ids and len(ids) == 8 and data["query"]["id"] == pid
     assert all(r["metadata"]["class"] == "dress" for r in data["results"])
+    plain = client.get(f"/api/products/{pid}/similar?k=8&agree=false&class=dress").json()
+    assert plain["filters"] == {"class": ["dress"]} and len(plain["results"]) == 8
     assert client.get(f"/api/products/{pid}").json()["metadata"] == {"class": "dress"}
     for _ in range(5):
         assert client.get("/api/products/random?class=skirt").json()["metadata"]["class"] == "skirt"

@@ -66,6 +66,9 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
            k: int = typer.Option(10, "-k", min=1, max=1000),
            where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
            include_self: bool = typer.Option(False, help="with --id: keep the product itself in the results"),
+           agree: List[str] = typer.Option([], "--agree", help="re-rank by agreement on this column (repeatable; "
+                                           "default: articleType, baseColour, gender when the index has them)"),
+           no_agree: bool = typer.Option(False, "--no-agree", help="plain similarity order, no re-ranking"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
            grid: Optional[Path] = typer.Option(None, help="write a PNG of the query and its results")):
     """Find the products most like a photo or a product."""
@@ -73,7 +76,7 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         raise LookalikeError("give either a query photo or --id PRODUCT_ID")
     idx = Index.load(index_dir)
     results = idx.search(pid if pid is not None else load_image(query), k=k, where=parse_where(where),
-                         exclude_self=not include_self)
+                         exclude_self=not include_self, agree=False if no_agree else (agree or True))
     if as_json:
         out.print_json(json.dumps({"query": pid or str(query), "results": [r.to_dict() for r in results]}))
     else:

@@ -12,11 +12,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..catalog import Catalog, CatalogProblems, Product
-from ..errors import IndexStoreError, LookalikeError, ModelError, NotFoundError
+from ..errors import FilterError, IndexStoreError, LookalikeError, ModelError, NotFoundError
 from ..images import ImageSource
 from ..models import Embedder, load_model
 from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
+from ..rerank import Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import metadata as md
 from .store import read_manifest, write_atomically, write_lock, write_manifest
@@ -79,6 +80,7 @@ class Index:
         self._rows = {pid: row for row, pid in enumerate(self.ids)}
         self._hashes = self.meta.hashes()
         self._selectors = SelectorCache()
+        self._codes: dict[str, LabelCodes] = {}
         self._model: Embedder | None = None
         self.report: BuildReport | None = None
         if model is not None:
@@ -205,23 +207,35 @@ class Index:
 
     # ---- searching -------------------------------------------------------------------------------------
     def search(self, query: "ImageSource | str | np.ndarray", k: int = 10, *, where: Where | None = None,
-               exclude: Iterable[str] = (), exclude_self: bool = True, collapse_duplicates: bool = True) -> list[Result]:
+               exclude: Iterable[str] = (), exclude_self: bool = True, collapse_duplicates: bool = True,
+               agree: "Agreement | bool | Sequence[str] | None" = True) -> list[Result]:
         """The `k` most similar products to `query`: a product id (str), an image (path, bytes, PIL image) or
         a vector. A string that is not an id but names a file is read as an image.
 
         `where` keeps products whose column has one of the given values (`{"gender": "Women",
         "subCategory": ["Topwear", "Dress"]}`). Searching by id leaves that product (and exact copies of
-        its photo) out unless `exclude_self=False`; `collapse_duplicates` shows one of several identical photos."""
+        its photo) out unless `exclude_self=False`; `collapse_duplicates` shows one of several identical photos.
+        `agree` re-ranks the nearest candidates so those that agree with the query's likely articleType,
+        baseColour and gender come first (`lookalike.rerank`; a list names other columns, False turns it off)."""
         return self.search_many([query], k, where=where, exclude=exclude, exclude_self=exclude_self,
-                                collapse_duplicates=collapse_duplicates)[0]
+                                collapse_duplicates=collapse_duplicates, agree=agree)[0]
 
     def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
-                    exclude_self: bool = True, collapse_duplicates: bool = True) -> list[list[Result]]:
+                    exclude_self: bool = True, collapse_duplicates: bool = True,
+                    agree: "Agreement | bool | Sequence[str] | None" = True) -> list[list[Result]]:
+        agreement = agreement_from(agree)
+        columns = [c for c in agreement.columns if c in self.columns] if agreement else []
+        if agreement and agree is not True and agree is not None and len(columns) < len(agreement.columns):
+            missing = [c for c in agreement.columns if c not in self.columns]
+            raise FilterError(f"cannot re-rank by {', '.join(map(repr, missing))}: not a column of this index "
+                              f"(columns: {', '.join(self.columns) or 'none'})")
         excluded = {self.row(pid) for pid in exclude}
-        vecs, excl, excl_hash = [], [], []
+        vecs, excl, excl_hash, rows, heads = [], [], [], [], []
         for query in queries:
-            vec, row = self._query_vector(query)
+            vec, row, probs = self._query_vector(query, with_heads=bool(columns))
             vecs.append(vec)
+            rows.append(row)
+            heads.append(probs)
             skip, skip_hash = set(excluded), set()
             if row is not None and exclude_self:
                 skip.add(row)
@@ -232,10 +246,39 @@ class Index:
         allowed, selector = self._filter(where)
         if allowed is not None and len(allowed) == 0:
             return [[] for _ in queries]
-        hits = top_k(self.faiss, np.stack(vecs), k, allowed=allowed, exclude=excl, selector=selector,
-                     hashes=self._hashes if collapse_duplicates else None, exclude_hashes=excl_hash)
+        hits = top_k(self.faiss, np.stack(vecs), max(k, agreement.pool) if columns else k, allowed=allowed,
+                     exclude=excl, selector=selector, hashes=self._hashes if collapse_duplicates else None,
+                     exclude_hashes=excl_hash)
+        if columns:
+            hits = [self._agreeing(h, agreement, columns, probs, row)[:k] for h, probs, row in zip(hits, heads, rows)]
         records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
         return [[_result(records[r], s) for r, s in row_hits] for row_hits in hits]
+
+    def _agreeing(self, hits: list[tuple[int, float]], agreement: Agreement, columns: list[str],
+                  probs: dict | None, row: int | None) -> list[tuple[int, float]]:
+        """`hits` re-ranked by agreement with the query's labels (see `lookalike.rerank`)."""
+        if len(hits) < 2:
+            return hits
+        codes = {c: self._label_codes(c) for c in columns}
+        rows = np.fromiter((r for r, _ in hits), np.int64, len(hits))
+        scores = np.fromiter((s for _, s in hits), np.float64, len(hits))
+        predicted = {}
+        if probs:
+            vocab = self.model.heads
+            for c in columns:
+                if c in probs:
+                    p = codes[c].from_head(vocab[c], probs[c])
+                    if p is not None:
+                        predicted[c] = p
+        own = {c: int(codes[c].rows[row]) for c in columns} if row is not None else None
+        order = agreement.order(scores, {c: codes[c].rows[rows] for c in columns},
+                                {c: len(codes[c].values) for c in columns}, predicted, own)
+        return [hits[i] for i in order]
+
+    def _label_codes(self, column: str) -> LabelCodes:
+        if column not in self._codes:
+            self._codes[column] = LabelCodes(self.meta.column(column))
+        return self._codes[column]
 
     def look(self, image: "ImageSource", k: int = 6, **kwargs):
         """Shop the look: each garment of the person in `image`, with `k` similar products of its kind.
@@ -244,20 +287,25 @@ class Index:
 
         return look(self, image, k, **kwargs)
 
-    def _query_vector(self, query) -> tuple[np.ndarray, int | None]:
+    def _query_vector(self, query, with_heads: bool = False) -> tuple[np.ndarray, int | None, dict | None]:
+        """The query's unit vector, its row when it is a product of the index, and (for a photo, when asked
+        and the model has heads) the model's predictions."""
         if isinstance(query, np.ndarray) and query.dtype != np.uint8:
             vec = np.asarray(query, np.float32).reshape(-1)
             if vec.shape[0] != self.dim:
                 raise LookalikeError(f"query vector has {vec.shape[0]} dims, the index {self.dim}")
-            return vec / max(float(np.linalg.norm(vec)), 1e-12), None
+            return vec / max(float(np.linalg.norm(vec)), 1e-12), None, None
         if isinstance(query, (str, int)) and not isinstance(query, bool):
             pid = str(query)
             if pid in self._rows:
                 row = self._rows[pid]
-                return self.faiss.reconstruct(row), row
+                return self.faiss.reconstruct(row), row, None
             if not Path(pid).is_file():
                 raise NotFoundError(f"{pid!r} is neither a product id in this index nor an image file")
-        return self.model.encode(query), None
+        if with_heads and self.model.heads:
+            out = embed_batch(self.model, [(0, query)], skip_errors=False, with_heads=True)
+            return out.vectors[0], None, {h: p[0] for h, p in out.heads.items()}
+        return self.model.encode(query), None, None
 
     def _filter(self, where: Where | None):
         import faiss
