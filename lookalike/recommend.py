@@ -66,9 +66,11 @@ class _Writer:
 
 def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | None = None,
                   same: Sequence[str] = (), fmt: str | None = None, batch: int = 2048,
-                  progress: Progress | None = None) -> RecommendReport:
+                  progress: Progress | None = None, agree: "bool | Sequence[str]" = True) -> RecommendReport:
     """Top-k neighbours of every product (matching `where`), among products matching `where` and sharing
-    the values of the `same` columns. Duplicate photos are collapsed, the product itself left out."""
+    the values of the `same` columns. Duplicate photos are collapsed, the product itself left out. As in
+    `Index.search` by id, `agree` re-ranks the nearest so those sharing the product's own articleType,
+    baseColour and gender come first (`lookalike.rerank`)."""
     import faiss
 
     started = time.perf_counter()
@@ -85,6 +87,8 @@ def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | 
                 groups.setdefault(keys[r], []).append(int(r))
     else:
         groups[()] = [int(r) for r in rows]
+    agreement, columns = index.agreement(agree)
+    fetch = max(k, agreement.pool) if columns else k
     vectors = index.vectors()
     hashes = index._hashes
     writer = _Writer(out, fmt)
@@ -98,12 +102,14 @@ def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | 
             selector = None if whole else faiss.IDSelectorBatch(allowed)
             for start in range(0, len(allowed), batch):
                 q = allowed[start:start + batch]
-                hits = top_k(index.faiss, vectors[q], k, allowed=None if whole else allowed, selector=selector,
+                hits = top_k(index.faiss, vectors[q], fetch, allowed=None if whole else allowed, selector=selector,
                              exclude=[{int(r)} for r in q], hashes=hashes,
                              exclude_hashes=[{int(hashes[r])} if hashes[r] else set() for r in q])
                 ids, ranks, neigh, scores = [], [], [], []
                 for r, found in zip(q, hits):
-                    for rank, (row, s) in enumerate(found, 1):
+                    if columns:
+                        found = index._agreeing(found, agreement, columns, None, int(r))
+                    for rank, (row, s) in enumerate(found[:k], 1):
                         ids.append(index.ids[r])
                         ranks.append(rank)
                         neigh.append(index.ids[row])

@@ -12,15 +12,16 @@ def read_csv(path):
         return list(csv.DictReader(fh))
 
 
-def test_agrees_with_single_searches(demo_index, tmp_path):
-    report = recommend_all(demo_index, tmp_path / "sim.csv", k=5, batch=37)
+@pytest.mark.parametrize("agree", [False, ["class"]])
+def test_agrees_with_single_searches(demo_index, tmp_path, agree):
+    report = recommend_all(demo_index, tmp_path / "sim.csv", k=5, batch=37, agree=agree)
     rows = read_csv(tmp_path / "sim.csv")
     assert report.products == 200 and report.rows == len(rows) == 1000
     by_id = {}
     for r in rows:
         by_id.setdefault(r["id"], []).append(r)
     for pid in demo_index.ids[::17]:
-        expected = demo_index.search(pid, k=5)
+        expected = demo_index.search(pid, k=5, agree=agree)
         got = sorted(by_id[pid], key=lambda r: int(r["rank"]))
         assert [r["neighbour_id"] for r in got] == [e.id for e in expected]
         assert [float(r["score"]) for r in got] == pytest.approx([e.score for e in expected], abs=1e-5)

@@ -226,6 +226,7 @@ def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
                       where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
                       same: List[str] = typer.Option([], "--same", help="only neighbours sharing this column's value (repeatable)"),
                       as_csv: bool = typer.Option(False, "--csv", help="write CSV whatever the file name"),
+                      no_agree: bool = typer.Option(False, "--no-agree", help="plain similarity order, no re-ranking"),
                       batch: int = typer.Option(2048, min=1)):
     """Top-k similar products for every product, streamed to Parquet or CSV (id, rank, neighbour_id, score)."""
     from ..recommend import recommend_all
@@ -235,7 +236,8 @@ def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         idx.meta.facets(column)  # unknown columns fail here, before any work
     with RichProgress(err) as progress:
         report = recommend_all(idx, out_file, k, where=parse_where(where), same=same,
-                               fmt="csv" if as_csv else None, batch=batch, progress=progress)
+                               fmt="csv" if as_csv else None, batch=batch, progress=progress,
+                               agree=not no_agree)
     err.print(f"{report.rows:,} recommendations for {report.products:,} products"
               + (f" in {report.groups:,} groups" if same else "")
               + f" written to {report.path} in {report.seconds:.1f} s")

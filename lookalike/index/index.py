@@ -223,12 +223,7 @@ class Index:
     def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
                     exclude_self: bool = True, collapse_duplicates: bool = True,
                     agree: "Agreement | bool | Sequence[str] | None" = True) -> list[list[Result]]:
-        agreement = agreement_from(agree)
-        columns = [c for c in agreement.columns if c in self.columns] if agreement else []
-        if agreement and agree is not True and agree is not None and len(columns) < len(agreement.columns):
-            missing = [c for c in agreement.columns if c not in self.columns]
-            raise FilterError(f"cannot re-rank by {', '.join(map(repr, missing))}: not a column of this index "
-                              f"(columns: {', '.join(self.columns) or 'none'})")
+        agreement, columns = self.agreement(agree)
         excluded = {self.row(pid) for pid in exclude}
         vecs, excl, excl_hash, rows, heads = [], [], [], [], []
         for query in queries:
@@ -253,6 +248,17 @@ class Index:
             hits = [self._agreeing(h, agreement, columns, probs, row)[:k] for h, probs, row in zip(hits, heads, rows)]
         records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
         return [[_result(records[r], s) for r, s in row_hits] for row_hits in hits]
+
+    def agreement(self, agree: "Agreement | bool | Sequence[str] | None") -> tuple[Agreement | None, list[str]]:
+        """The re-ranking settings for `agree` and the columns of this index it applies to. The default
+        columns apply when the index has them; columns asked for by name must exist."""
+        agreement = agreement_from(agree)
+        columns = [c for c in agreement.columns if c in self.columns] if agreement else []
+        if agreement and agree is not True and agree is not None and len(columns) < len(agreement.columns):
+            missing = [c for c in agreement.columns if c not in self.columns]
+            raise FilterError(f"cannot re-rank by {', '.join(map(repr, missing))}: not a column of this index "
+                              f"(columns: {', '.join(self.columns) or 'none'})")
+        return agreement, columns
 
     def _agreeing(self, hits: list[tuple[int, float]], agreement: Agreement, columns: list[str],
                   probs: dict | None, row: int | None) -> list[tuple[int, float]]:
