@@ -260,6 +260,16 @@ class Index:
                               f"(columns: {', '.join(self.columns) or 'none'})")
         return agreement, columns
 
+    def warm(self) -> "Index":
+        """Do the first-use work now (the label codes that re-ranking reads, one search to page in the
+        vectors), so a server's first requests are as fast as the rest."""
+        _, columns = self.agreement(True)
+        for column in columns:
+            self._label_codes(column)
+        if len(self):
+            self.search(self.ids[0], k=10)
+        return self
+
     def _agreeing(self, hits: list[tuple[int, float]], agreement: Agreement, columns: list[str],
                   probs: dict | None, row: int | None) -> list[tuple[int, float]]:
         """`hits` re-ranked by agreement with the query's labels (see `lookalike.rerank`)."""

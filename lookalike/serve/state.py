@@ -18,7 +18,7 @@ T = TypeVar("T")
 class IndexHolder:
     def __init__(self, path: str | Path, check_every: float = 1.0):
         self.path = Path(path)
-        self._index = Index.load(self.path)
+        self._index = Index.load(self.path).warm()
         self._stamp = self._manifest_stamp()
         self._checked = time.monotonic()
         self._check_every = check_every
@@ -45,7 +45,7 @@ class IndexHolder:
 
     def _reload(self, stamp=None) -> None:
         with self._swap:
-            fresh = Index.load(self.path, model=self._index._model)
+            fresh = Index.load(self.path, model=self._index._model).warm()
             self._index, self._stamp = fresh, stamp or self._manifest_stamp()
 
     def write(self, change: Callable[[Index], T]) -> T:
