@@ -100,9 +100,7 @@ def street_to_shop(index: Index, ref: Reference | None) -> dict:
             theirs["subCategory"].append(np.mean([sub[r] == want_sub for r in top]))
             # the same agreement re-ranking as Index.search gives a query vector (neighbours' labels only)
             pool = allowed[nearest]
-            order = agreement.order(scores[nearest], {c: codes[c].rows[pool] for c in codes},
-                                    {c: len(codes[c].values) for c in codes})
-            top = pool[order[:10]]
+            top = pool[agreement.order_rows(pool, scores[nearest], codes)[:10]]
             agreeing["articleType"].append(np.mean([article[r] == want_type for r in top]))
             agreeing["subCategory"].append(np.mean([sub[r] == want_sub for r in top]))
     out = {"crops": len(crops), "lookalike": {k: round(float(np.mean(v)), 3) for k, v in ours.items()}}

@@ -69,12 +69,10 @@ def catalog_scores(vectors: np.ndarray, columns: dict, val_rows: np.ndarray, hea
         pool = neighbours(vectors, vectors[val_rows], val_rows, agreement.pool)
         sims = np.einsum("qd,qkd->qk", vectors[val_rows], vectors[pool])
         codes = {c: LabelCodes(columns[c]) for c in agreement.columns}
-        sizes = {c: len(codes[c].values) for c in codes}
         hits = np.empty((len(val_rows), 10), np.int64)
         for i, row in enumerate(val_rows):
             predicted = {c: codes[c].from_head(vocab[c], heads[c][row]) for c in codes if heads and c in heads}
-            order = agreement.order(sims[i], {c: codes[c].rows[pool[i]] for c in codes}, sizes, predicted)
-            hits[i] = pool[i][order[:10]]
+            hits[i] = pool[i][agreement.order_rows(pool[i], sims[i], codes, predicted)[:10]]
     return {f: score(field_labels(columns, f), val_rows, hits, 10, f).to_dict() for f in FIELDS}
 
 

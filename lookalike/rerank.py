@@ -77,6 +77,15 @@ class Agreement:
             total += self.weight * np.where(labels >= 0, belief[np.maximum(labels, 0)], 0.0)
         return np.argsort(-total, kind="stable")
 
+    def order_rows(self, rows: np.ndarray, scores: np.ndarray, labels: Mapping[str, "LabelCodes"],
+                   predicted: Mapping[str, np.ndarray] | None = None, own_row: int | None = None) -> np.ndarray:
+        """`order` for candidates given as catalog rows, with each agreement column's `LabelCodes`;
+        `own_row`: the query's own row, when it is a catalog product."""
+        codes = {c: lab.rows[rows] for c, lab in labels.items()}
+        sizes = {c: len(lab.values) for c, lab in labels.items()}
+        own = {c: int(lab.rows[own_row]) for c, lab in labels.items()} if own_row is not None else None
+        return self.order(scores, codes, sizes, predicted, own)
+
 
 def agreement_from(value: "Agreement | bool | Sequence[str] | None") -> Agreement | None:
     """`True`/None: the default; `False` or `()`: off; a list of column names: those columns."""

@@ -286,9 +286,7 @@ class Index:
                     p = codes[c].from_head(vocab[c], probs[c])
                     if p is not None:
                         predicted[c] = p
-        own = {c: int(codes[c].rows[row]) for c in columns} if row is not None else None
-        order = agreement.order(scores, {c: codes[c].rows[rows] for c in columns},
-                                {c: len(codes[c].values) for c in columns}, predicted, own)
+        order = agreement.order_rows(rows, scores, codes, predicted, row)
         return [hits[i] for i in order]
 
     def _label_codes(self, column: str) -> LabelCodes:
