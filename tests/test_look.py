@@ -222,9 +222,12 @@ def test_training_a_parser_end_to_end(tmp_path):
     from lookalike.train.parser import train_parser
 
     extract(tmp_path, (2, 4, 6, 8))       # even numbers: the training half
+    with pytest.raises(ValueError, match="unknown parser class 'dress'"):
+        train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, weights={"dress": 2.0})
     manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="default",
-                            log=lambda m: None)
+                            weights={"one-piece": 3.5}, log=lambda m: None)
     assert manifest["encoder"].endswith("(default)") and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
+    assert manifest["class_weights"]["one-piece"] == 3.5 and manifest["class_weights"]["top"] == 1.0
     parser = GarmentParser(tmp_path / "parser")
     parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))
     assert parsed.labels.shape == parsed.probs.shape[1:] and np.allclose(parsed.probs.sum(0), 1, atol=0.02)

@@ -155,9 +155,16 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator):
 
 
 def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, batch: int = 16, lr: float = 3e-3,
-                 seed: int = 0, threads: int = 0, encoder: str | None = None, log=print) -> dict:
+                 seed: int = 0, threads: int = 0, encoder: str | None = None, weights: dict[str, float] | None = None,
+                 log=print) -> dict:
     """Train on the even half of CCP. `encoder`: a lookalike model ('default' or a folder with weights.safetensors)
-    whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate."""
+    whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate.
+    `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS)."""
+    class_weights = list(CLASS_WEIGHTS)
+    for name, w in (weights or {}).items():
+        if name not in CLASSES:
+            raise ValueError(f"unknown parser class {name!r} (classes: {', '.join(CLASSES)})")
+        class_weights[CLASSES.index(name)] = w
     torch.manual_seed(seed)
     if threads:
         torch.set_num_threads(threads)
@@ -182,7 +189,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_n) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1)
-    weights = torch.tensor(CLASS_WEIGHTS)
+    loss_weights = torch.tensor(class_weights)
     kind_ids = torch.tensor([CLASSES.index(k) for k in KINDS])
     started = time.perf_counter()
     for epoch in range(epochs):
@@ -194,7 +201,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
             x, y = augment(images_t[idx], masks_t[idx], g)
             logits, presence = net(x)
             present = (y.unsqueeze(1) == kind_ids.view(1, -1, 1, 1)).float().mean((2, 3)) >= PRESENT_SHARE
-            loss = F.cross_entropy(logits, y, weight=weights) + \
+            loss = F.cross_entropy(logits, y, weight=loss_weights) + \
                 PRESENCE_WEIGHT * F.binary_cross_entropy_with_logits(presence, present.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -216,7 +223,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
                 "trained_on": f"Clothing Co-Parsing, {len(train_n)} even-numbered annotated photos",
                 "encoder": _model_name(encoder) if encoder else "trained from scratch",
                 "quantization": "int8 static QDQ, calibrated on 64 training photos", "epochs": epochs,
-                "seed": seed, "minutes": round((time.perf_counter() - started) / 60, 1)}
+                "seed": seed, "class_weights": dict(zip(CLASSES, class_weights)), "minutes": round((time.perf_counter() - started) / 60, 1)}
     (out / "parser.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -246,9 +253,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
     ap.add_argument("--encoder", help="start the encoder from a lookalike model: 'default' or a model folder")
+    ap.add_argument("--weight", action="append", default=[], metavar="CLASS=W",
+                    help="loss weight of a class (repeatable), e.g. one-piece=3.5")
     args = ap.parse_args()
+    weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
     print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed,
-                                  threads=args.threads, encoder=args.encoder), indent=2))
+                                  threads=args.threads, encoder=args.encoder, weights=weights), indent=2))
 
 
 if __name__ == "__main__":
