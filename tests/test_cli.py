@@ -102,3 +102,9 @@ def test_user_errors_exit_2_with_a_message(idx, tmp_path, args, message):
     args = [a.format(idx=idx, tmp=tmp_path) for a in args]
     result = run(*args, code=2)
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("blocks", ["1,2", "1,1,0,2", "one"])
+def test_train_refuses_a_malformed_depth(tmp_path, blocks):
+    result = run("train", DEMO, "--out", tmp_path / "m", "--blocks", blocks, code=2)
+    assert "--blocks" in result.output and not (tmp_path / "m").exists()

@@ -97,3 +97,29 @@ def test_extra_domain_is_trained_on_and_never_held_out(tmp_path):
     extra_csv.write_text("id,class\n" + "".join(f"{p.stem},hat\n" for p in sorted((DEMO / "hat").glob("*.jpg"))))
     data = load(DEMO / "shoes", None, labels=[], extra=(DEMO / "hat", extra_csv))
     assert int(data.extra.sum()) == 20 and not (data.val & data.extra).any() and len(data) == 40
+
+
+def test_added_blocks_start_as_the_identity_and_depth_follows_init(labelled, tmp_path):
+    from lookalike.train import _init_weights
+    from lookalike.train.loop import build_net
+
+    out, _ = labelled
+    weights = _init_weights(out)
+    vocab = {"class": sorted(p.name for p in DEMO.iterdir() if p.is_dir())}
+    shallow = build_net(TrainConfig(**TINY), vocab, None)
+    deeper = build_net(TrainConfig(**TINY, blocks=(1, 2, 2, 3)), vocab, None)
+    for net in (shallow, deeper):
+        net.load_state_dict({k: v for k, v in weights.items() if k in net.state_dict()}, strict=False)
+        net.eval()
+    assert sum(p.numel() for p in deeper.parameters()) > sum(p.numel() for p in shallow.parameters())
+    x = torch.randn(3, 3, 80, 64)
+    with torch.no_grad():
+        assert torch.allclose(shallow(x)[0], deeper(x)[0], atol=1e-5)
+
+    deep = tmp_path / "deep"
+    train(DEMO / "hat", None, out=deep, init=str(out), config=TrainConfig(**TINY, blocks=(1, 1, 2, 2)),
+          quantize="float32", log=lambda m: None)
+    again = tmp_path / "again"
+    train(DEMO / "hat", None, out=again, init=str(deep), config=TrainConfig(**TINY), quantize="float32",
+          log=lambda m: None)
+    assert json.loads((again / "training.json").read_text())["config"]["blocks"] == [1, 1, 2, 2]

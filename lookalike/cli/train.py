@@ -31,6 +31,8 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           extra_repeat: int = typer.Option(4, min=1, help="times per epoch each --extra photo is seen"),
           epochs: int = typer.Option(8, min=1), batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
+          blocks: Optional[str] = typer.Option(None, help="residual blocks per stage, e.g. 1,1,2,2 (default: those of "
+                                               "--init, else one each); added blocks start as the identity"),
           max_minutes: Optional[float] = typer.Option(None, help="stop training after this long"),
           quantize: str = typer.Option("auto", help="auto, int8 or float32"),
           seed: int = typer.Option(0), name: Optional[str] = typer.Option(None, help="model name (default: folder name)")):
@@ -41,7 +43,7 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     if quantize not in ("auto", "int8", "float32"):
         raise LookalikeError("--quantize is auto, int8 or float32")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
-                         max_minutes=max_minutes, extra_repeat=extra_repeat)
+                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_blocks(blocks))
     command = "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with RichProgress(err) as progress:
         report = run(photos, metadata, out=out_dir, labels=label, init=init, teacher=teacher, backgrounds=backgrounds,
@@ -56,6 +58,18 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     err.print(table)
     err.print(f"trained on {report.products:,} products ({report.validation:,} validation) in "
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
+
+
+def _blocks(text: Optional[str]) -> Optional[tuple]:
+    if text is None:
+        return None
+    try:
+        blocks = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 4 or min(blocks) < 1:
+        raise LookalikeError(f"--blocks {text!r}: give four counts of at least 1, e.g. 1,1,2,2")
+    return blocks
 
 
 def _image_files(inputs: List[Path]) -> list[Path]:

@@ -7,7 +7,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,13 @@ def _init_weights(init: str | Path) -> dict:
     return {k: v.float() for k, v in safe.load(weights)[0].items()}
 
 
+def init_blocks(init: str | Path) -> tuple:
+    """Residual blocks per stage of the model to start from (one each for models trained before the option)."""
+    record = model_folder(init) / "training.json"
+    config = json.loads(record.read_text()).get("config", {}) if record.is_file() else {}
+    return tuple(config.get("blocks") or (1, 1, 1, 1))
+
+
 def _val_scores(model, data, rows: np.ndarray) -> dict:
     from PIL import Image
 
@@ -109,6 +116,8 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     from .loop import TrainConfig, fit
 
     config = config or TrainConfig()
+    if config.blocks is None:
+        config = replace(config, blocks=init_blocks(init) if init else (1, 1, 1, 1))
     progress = progress or NoProgress()
     out = Path(out)
     started = time.perf_counter()

@@ -42,6 +42,7 @@ class TrainConfig:
     height: int = 80
     dim: int = 256
     widths: tuple = (32, 64, 128, 256)
+    blocks: tuple | None = None       # residual blocks per stage; None: those of --init, else one each
     threads: int = 0
 
 
@@ -55,7 +56,8 @@ class TrainResult:
 
 def build_net(config: TrainConfig, vocab: dict[str, list[str]], teacher_dim: int | None) -> FashionNet:
     heads = {name: len(classes) for name, classes in vocab.items()}
-    return FashionNet(heads, dim=config.dim, widths=tuple(config.widths), teacher_dim=teacher_dim)
+    return FashionNet(heads, dim=config.dim, widths=tuple(config.widths), teacher_dim=teacher_dim,
+                      blocks=tuple(config.blocks or (1, 1, 1, 1)))
 
 
 def embed(net: FashionNet, images: np.ndarray, batch: int = 512) -> np.ndarray:

@@ -1,8 +1,10 @@
 """The default model's network: a compact residual CNN for 64x80 product photos on a 2-core CPU.
 
-Stem (3x3, stride 2) then four stages of one residual block each (32, 64, 128, 256 channels; stages 2-4
-halve the resolution), global average + max pooling, a linear projection to a 256-d L2-normalised
-embedding. Heads are cosine classifiers on that embedding (each class a learned unit "proxy"), so the
+Stem (3x3, stride 2) then four stages of residual blocks (32, 64, 128, 256 channels; stages 2-4 halve the
+resolution; `blocks` says how many per stage, one each by default), global average + max pooling, a linear
+projection to a 256-d L2-normalised embedding. A stage's blocks after its first start as the identity (the last batch norm's scale is zero), so
+a deeper network initialised from a shallower one's weights computes the same function before fine-tuning.
+Heads are cosine classifiers on that embedding (each class a learned unit "proxy"), so the
 classification losses shape the embedding space directly (normalised-softmax proxy loss). An optional
 projection predicts a teacher's features (distillation at training time only; it is not exported).
 """
@@ -43,7 +45,7 @@ class CosineHead(nn.Module):
 
 class FashionNet(nn.Module):
     def __init__(self, heads: dict[str, int], dim: int = 256, widths=(32, 64, 128, 256),
-                 teacher_dim: int | None = None):
+                 teacher_dim: int | None = None, blocks=(1, 1, 1, 1)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
                                   nn.ReLU(inplace=True))
@@ -52,6 +54,12 @@ class FashionNet(nn.Module):
             stages.append(Block(cin, w, 1 if i == 0 else 2))
             cin = w
         self.stages = nn.Sequential(*stages)
+        # Blocks after each stage's first live apart, so the tensor names of one-block networks stay valid.
+        self.more = nn.ModuleList(nn.Sequential(*(Block(w, w, 1) for _ in range(n - 1)))
+                                  for w, n in zip(widths, blocks))
+        for stage in self.more:
+            for block in stage:
+                nn.init.zeros_(block.bn2.weight)
         self.project = nn.Sequential(nn.Linear(2 * cin, dim), nn.BatchNorm1d(dim))
         self.heads = nn.ModuleDict({name: CosineHead(dim, n) for name, n in heads.items()})
         self.teacher = nn.Sequential(nn.Linear(2 * cin, 512), nn.ReLU(inplace=True), nn.Linear(512, teacher_dim)) \
@@ -59,7 +67,9 @@ class FashionNet(nn.Module):
         self.head_names = list(heads)
 
     def features(self, x):
-        f = self.stages(self.stem(x))
+        f = self.stem(x)
+        for stage, more in zip(self.stages, self.more):
+            f = more(stage(f))
         return torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
 
     def forward(self, x):
