@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from .parser import GarmentParser, Parsed, Region
 from .person import PersonDetector
 
 GENDER_BONUS = 0.03     # soft gender filter: a re-ranking nudge, not an exclusion
+VIEW_PAD = 0.25         # the parser's view: the body keypoints' box padded by this share of its longer side
+VIEW_MIN_ZOOM = 1.5     # ... used only when the parser then sees the person at least this much larger
 _parser: GarmentParser | None = None
 _person: PersonDetector | None = None
 
@@ -80,6 +82,34 @@ def garment_crop(image: Image.Image, parsed: Parsed | None, region: Region, marg
     return Image.composite(image.crop(box), white, mask)
 
 
+def person_view(size: tuple[int, int], body: tuple[int, int, int, int], parser_size: tuple[int, int]
+                ) -> tuple[int, int, int, int] | None:
+    """The part of the photo around the person (body keypoints padded for hair, sleeves, hems, shoes and a bag in
+    hand), so the parser sees a small or off-centre person, or a wide half-body shot, at its full resolution.
+    None when the parser would see the person hardly larger than in the whole photo (a portrait full shot)."""
+    w, h = size
+    pad = VIEW_PAD * max(body[2] - body[0], body[3] - body[1])
+    view = (max(0, int(body[0] - pad)), max(0, int(body[1] - pad)), min(w, int(body[2] + pad)), min(h, int(body[3] + pad)))
+    pw, ph = parser_size
+    zoom = min(pw / max(1, view[2] - view[0]), ph / max(1, view[3] - view[1])) / min(pw / w, ph / h)
+    return view if zoom >= VIEW_MIN_ZOOM else None
+
+
+def find_garments(image: Image.Image, body: tuple[int, int, int, int], parser: GarmentParser | None = None
+                  ) -> list[tuple[Region, Image.Image]]:
+    """Each garment the parser finds in the person's part of the photo: its region (box in photo pixels) and its
+    cut-out on white."""
+    p = parser or garment_parser()
+    view = person_view(image.size, body, (p.width, p.height))
+    part = image.crop(view) if view else image
+    parsed = p.parse(part)
+    found = [(r, garment_crop(part, parsed, r)) for r in p.regions(parsed)]
+    if view:
+        found = [(replace(r, box=(r.box[0] + view[0], r.box[1] + view[1], r.box[2] + view[0], r.box[3] + view[1])), c)
+                 for r, c in found]
+    return found
+
+
 def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kinds: Kinds | None = None,
          gender_filter: str = "soft", with_crops: bool = False, detector=None) -> Look:
     """Garments of the person in `source` with `k` similar catalog products each. A person is found by
@@ -90,13 +120,12 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
     image = load_image(source, name=name)
     label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
     person = person_detector().detect(image)
-    parsed = None
     if person and detector is not None:
         regions = detector.regions(image)
+        crops = [garment_crop(image, None, r) for r in regions]
     elif person:
-        p = garment_parser()
-        parsed = p.parse(image)
-        regions = p.regions(parsed)
+        found = find_garments(image, person.box)
+        regions, crops = [r for r, _ in found], [c for _, c in found]
     else:
         regions = []
     model = index.model
@@ -105,7 +134,6 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
         results, attrs = index.search(vectors[0], k=k), attributes[0]
         g = Garment("product", (0, 0, image.width, image.height), 1.0, attrs, results, image if with_crops else None)
         return Look(label, image.size, False, [g], time.perf_counter() - started)
-    crops = [garment_crop(image, parsed, r) for r in regions]
     vectors, attributes = _embed_and_classify(model, crops)
     gender = _overall(attributes, "gender")
     garments = []

@@ -36,7 +36,7 @@ class Region:
     kind: str
     box: tuple[int, int, int, int]          # pixels of the photo
     score: float
-    area: float                             # share of the photo
+    area: float                             # share of the parsed image (the photo, or its part around the person)
 
 
 class GarmentParser:
