@@ -2,11 +2,11 @@
 
 Stem (3x3, stride 2) then four stages of residual blocks (32, 64, 128, 256 channels; stages 2-4 halve the
 resolution; `blocks` says how many per stage, one each by default), global average + max pooling, a linear
-projection to a 256-d L2-normalised embedding. A stage's blocks after its first start as the identity (the last batch norm's scale is zero), so
-a deeper network initialised from a shallower one's weights computes the same function before fine-tuning.
-Heads are cosine classifiers on that embedding (each class a learned unit "proxy"), so the
-classification losses shape the embedding space directly (normalised-softmax proxy loss). An optional
-projection predicts a teacher's features (distillation at training time only; it is not exported).
+projection to a 256-d L2-normalised embedding. A stage's blocks after its first start as the identity (their
+last batch norm's scale is zero), so a deeper network initialised from a shallower one's weights computes the
+same function before fine-tuning. Heads are cosine classifiers on that embedding (each class a learned unit
+"proxy"), so the classification losses shape the embedding space directly (normalised-softmax proxy loss). An
+optional projection predicts a teacher's features (distillation at training time only; it is not exported).
 """
 
 from __future__ import annotations
