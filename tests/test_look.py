@@ -244,8 +244,11 @@ def test_training_a_parser_end_to_end(tmp_path):
     extract(tmp_path, (2, 4, 6, 8))       # even numbers: the training half
     with pytest.raises(ValueError, match="unknown parser class 'dress'"):
         train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, weights={"dress": 2.0})
+    with pytest.raises(ValueError, match="multiples of 32"):
+        train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, size=(100, 150))
     manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="default",
-                            weights={"one-piece": 3.5}, log=lambda m: None)
+                            weights={"one-piece": 3.5}, size=(96, 160), log=lambda m: None)
+    assert (manifest["width"], manifest["height"]) == (96, 160)
     assert manifest["encoder"].endswith("(default)") and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
     assert manifest["class_weights"]["one-piece"] == 3.5 and manifest["class_weights"]["top"] == 1.0
     parser = GarmentParser(tmp_path / "parser")

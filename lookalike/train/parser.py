@@ -115,20 +115,23 @@ class Softmaxed(nn.Module):
         return torch.softmax(logits, dim=1), torch.sigmoid(presence)
 
 
-def load_pairs(ccp: Path, labels: list[str], kinds: Kinds, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Photos resized to the parser input (H, W, 3 uint8) and masks mapped to parser classes (H, W uint8)."""
+def load_pairs(ccp: Path, labels: list[str], kinds: Kinds, numbers: list[int], size: tuple[int, int] = (WIDTH, HEIGHT)
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Photos at twice the parser input `size` (2H, 2W, 3 uint8; augmentation zooms into them) and masks mapped
+    to parser classes (2H, 2W uint8)."""
+    width, height = size
     lut = np.array([kinds.class_of_label(name) for name in labels], dtype=np.uint8)
     images, masks = [], []
     for n in numbers:
         photo = Image.open(ccp / "photos" / f"{n:04d}.jpg").convert("RGB")
         mask = Image.open(ccp / "masks" / f"{n:04d}.png")
-        images.append(np.asarray(photo.resize((WIDTH * 2, HEIGHT * 2), Image.BILINEAR)))
-        masks.append(lut[np.asarray(mask.resize((WIDTH * 2, HEIGHT * 2), Image.NEAREST))])
+        images.append(np.asarray(photo.resize((width * 2, height * 2), Image.BILINEAR)))
+        masks.append(lut[np.asarray(mask.resize((width * 2, height * 2), Image.NEAREST))])
     return np.stack(images), np.stack(masks)
 
 
-def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator):
-    """Random zoom and shift (including half-body crops), flips and light, at the parser's input size."""
+def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size: tuple[int, int] = (WIDTH, HEIGHT)):
+    """Random zoom and shift (including half-body crops), flips and light, at the parser's input `size` (w, h)."""
     b = images.shape[0]
     x = images.permute(0, 3, 1, 2).float() / 255
     m = masks.unsqueeze(1).float()
@@ -142,7 +145,7 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator):
     theta[:, 1, 1] = scale
     theta[:, 0, 2] = tx
     theta[:, 1, 2] = ty
-    grid = F.affine_grid(theta, [b, 3, HEIGHT, WIDTH], align_corners=False)
+    grid = F.affine_grid(theta, [b, 3, size[1], size[0]], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     m = F.grid_sample(m, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     flip = torch.rand(b, generator=g) < 0.5
@@ -156,10 +159,13 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator):
 
 def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, batch: int = 16, lr: float = 3e-3,
                  seed: int = 0, threads: int = 0, encoder: str | None = None, weights: dict[str, float] | None = None,
-                 log=print) -> dict:
+                 size: tuple[int, int] = (WIDTH, HEIGHT), log=print) -> dict:
     """Train on the even half of CCP. `encoder`: a lookalike model ('default' or a folder with weights.safetensors)
     whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate.
-    `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS)."""
+    `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS). `size`: the
+    parser's input (width, height), multiples of 32."""
+    if size[0] % 32 or size[1] % 32:
+        raise ValueError(f"parser input {size[0]}x{size[1]}: width and height must be multiples of 32")
     class_weights = list(CLASS_WEIGHTS)
     for name, w in (weights or {}).items():
         if name not in CLASSES:
@@ -173,7 +179,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     kinds = Kinds.load()
     numbers = sorted(int(p.stem) for p in (ccp / "masks").glob("*.png"))
     train_n = [n for n in numbers if n % 2 == 0]
-    images, masks = load_pairs(ccp, labels, kinds, train_n)
+    images, masks = load_pairs(ccp, labels, kinds, train_n, size)
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
     net = ParserNet(fashion=encoder is not None)
     if encoder is not None:
@@ -198,7 +204,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         losses = []
         for s in range(len(train_n) // batch):
             idx = order[s * batch:(s + 1) * batch]
-            x, y = augment(images_t[idx], masks_t[idx], g)
+            x, y = augment(images_t[idx], masks_t[idx], g, size)
             logits, presence = net(x)
             present = (y.unsqueeze(1) == kind_ids.view(1, -1, 1, 1)).float().mean((2, 3)) >= PRESENT_SHARE
             loss = F.cross_entropy(logits, y, weight=loss_weights) + \
@@ -214,12 +220,12 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     net.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Softmaxed(net), (torch.zeros(1, 3, HEIGHT, WIDTH),), str(out / "parser-float32.onnx"),
+        torch.onnx.export(Softmaxed(net), (torch.zeros(1, 3, size[1], size[0]),), str(out / "parser-float32.onnx"),
                           input_names=["image"], output_names=["probs", "present"], opset_version=17, dynamo=False,
                           dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "present": {0: "batch"}})
-    quantize_parser(out, images)
+    quantize_parser(out, images, size)
     manifest = {"format": "lookalike-parser", "version": 1, "onnx": "parser.onnx", "sha256": sha256_file(out / "parser.onnx"),
-                "width": WIDTH, "height": HEIGHT, "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
+                "width": size[0], "height": size[1], "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
                 "trained_on": f"Clothing Co-Parsing, {len(train_n)} even-numbered annotated photos",
                 "encoder": _model_name(encoder) if encoder else "trained from scratch",
                 "quantization": "int8 static QDQ, calibrated on 64 training photos", "epochs": epochs,
@@ -234,12 +240,12 @@ def _model_name(encoder: str) -> str:
     return f"{json.loads((model_folder(encoder) / 'model.json').read_text())['name']} ({encoder})"
 
 
-def quantize_parser(out: Path, images: np.ndarray) -> None:
+def quantize_parser(out: Path, images: np.ndarray, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
     """parser-float32.onnx -> parser.onnx in int8 (4x smaller, what ships), calibrated on training photos."""
     from .export import quantize
 
     step = max(1, len(images) // 64)
-    calibration = np.stack([np.asarray(Image.fromarray(im).resize((WIDTH, HEIGHT), Image.BILINEAR))
+    calibration = np.stack([np.asarray(Image.fromarray(im).resize(size, Image.BILINEAR))
                             for im in images[::step][:64]])
     quantize(out / "parser-float32.onnx", out / "parser.onnx", calibration, mean=MEAN, std=STD)
 
@@ -255,10 +261,12 @@ def main() -> None:
     ap.add_argument("--encoder", help="start the encoder from a lookalike model: 'default' or a model folder")
     ap.add_argument("--weight", action="append", default=[], metavar="CLASS=W",
                     help="loss weight of a class (repeatable), e.g. one-piece=3.5")
+    ap.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="input WIDTHxHEIGHT, multiples of 32")
     args = ap.parse_args()
+    size = tuple(int(v) for v in args.size.lower().split("x"))
     weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
     print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed,
-                                  threads=args.threads, encoder=args.encoder, weights=weights), indent=2))
+                                  threads=args.threads, encoder=args.encoder, weights=weights, size=size), indent=2))
 
 
 if __name__ == "__main__":
