@@ -263,7 +263,11 @@ def main() -> None:
                     help="loss weight of a class (repeatable), e.g. one-piece=3.5")
     ap.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="input WIDTHxHEIGHT, multiples of 32")
     args = ap.parse_args()
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        ap.error(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 160x256")
+    size = (width, height)
     weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
     print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed,
                                   threads=args.threads, encoder=args.encoder, weights=weights, size=size), indent=2))
