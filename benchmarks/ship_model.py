@@ -42,7 +42,7 @@ def card(folder: Path, bench: dict) -> str:
     missed += [f"{h} top-1 {a:.3f} < {CLS_TARGETS[h]}" for h, a in cls.items() if a < CLS_TARGETS.get(h, 0)]
     return f"""# {manifest['name']}: lookalike's default fashion model
 
-A compact residual CNN (4 stages, 32-256 channels, {cfg['width']}x{cfg['height']} input, about 1.4 M parameters)
+A compact residual CNN (4 stages, {blocks_line(cfg)}, {cfg['width']}x{cfg['height']} input, {parameters(folder) / 1e6:.1f} M parameters)
 trained by this project on CPU from the shared Kaggle "Fashion Product Images" catalog. It gives a
 {cfg['dim']}-d L2-normalised embedding for "more like this" and attribute heads for `classify`:
 {heads}. File: `model.onnx` ({variant_line(training)}), {bench.get('model_megabytes', '?')} MB.
@@ -94,6 +94,20 @@ Embedding with decoding: {bench['embed_images_per_s']:.0f} images/s on 2 cores.
 - Trained on one retailer's studio catalog (Indian fashion e-commerce, 2011-2018): other catalogs should
   fine-tune it (`lookalike train PHOTOS --metadata CSV --init default --out my-model/`).
 """
+
+
+def blocks_line(cfg: dict) -> str:
+    widths, blocks = cfg.get("widths", [32, 64, 128, 256]), cfg.get("blocks", [1, 1, 1, 1])
+    return f"{widths[0]}-{widths[-1]} channels, {'/'.join(map(str, blocks))} residual blocks per stage"
+
+
+def parameters(folder: Path) -> int:
+    """Parameters of what is exported (backbone, projection, heads): the training-only teacher projection and
+    batch-norm statistics are not counted."""
+    from safetensors.numpy import load_file
+    weights = load_file(folder / "weights.safetensors")
+    return sum(v.size for k, v in weights.items()
+               if not k.startswith("teacher") and "running_" not in k and "num_batches" not in k)
 
 
 def search_vector(manifest: dict, cfg: dict) -> str:
