@@ -234,6 +234,31 @@ def test_blobs_of_a_garment_mask_and_stray_pixels():
     assert region.kind == "footwear" and region.box == (2, 2, 18, 10)
 
 
+def test_parser_encoder_is_the_whole_default_network():
+    """`--encoder default` gives the parser the default model's whole backbone, extra residual blocks included:
+    its encoder computes exactly the model's last feature map."""
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from lookalike.train import _init_weights, init_blocks
+    from lookalike.train.net import FashionNet
+    from lookalike.train.parser import ParserNet
+
+    state, blocks = _init_weights("default"), init_blocks("default")
+    backbone = {k: v for k, v in state.items() if k.startswith(("stem.", "stages.", "more."))}
+    parser = ParserNet(fashion=True, blocks=blocks).eval()
+    assert parser.load_fashion(state) == len(backbone)
+    body = FashionNet({}, blocks=blocks).eval()
+    body.load_state_dict(backbone, strict=False)
+    x = torch.randn(2, 3, 96, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = body.stem(x)
+        for stage, more in zip(body.stages, body.more):
+            theirs = more(stage(theirs))
+        ours = x
+        for stage, more in zip(parser.encoder()[:4], parser.more):
+            ours = more(stage(ours))
+    assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-5)
+
+
 def test_training_a_parser_end_to_end(tmp_path):
     """A few steps on four annotated photos, from the default model's encoder: the exported int8 parser loads,
     passes its checksum and labels a photo."""

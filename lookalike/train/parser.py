@@ -39,16 +39,20 @@ class ParserNet(nn.Module):
     """U-Net-like encoder-decoder. A 1/32 stage and a global-pooled context vector let every pixel see the whole
     figure, which is what tells a dress from a top over a skirt; a presence head says which kinds the photo
     shows at all. With `fashion=True` the encoder is the default model's network (stem and four residual
-    stages, strides 2 to 16), so it can start from weights that learnt garments on the whole catalog."""
+    stages, strides 2 to 16, `blocks` residual blocks each), so it can start from weights that learnt garments on
+    the whole catalog."""
 
-    def __init__(self, classes: int = len(CLASSES), fashion: bool = False):
+    def __init__(self, classes: int = len(CLASSES), fashion: bool = False, blocks=(1, 1, 1, 1)):
         super().__init__()
+        # A stage's blocks after its first (empty, the identity, for one-block stages: tensor names stay as before).
+        self.more = nn.ModuleList(nn.Sequential() for _ in range(4))
         if fashion:
             from .net import FashionNet
 
-            body = FashionNet({})
+            body = FashionNet({}, blocks=blocks)
             self.e1 = nn.Sequential(body.stem, body.stages[0])                  # 1/2, 32
             self.e2, self.e3, self.e4 = body.stages[1], body.stages[2], body.stages[3]  # 1/4 64, 1/8 128, 1/16 256
+            self.more = body.more
             widths, w5 = (32, 64, 128, 256), 192
             dec = (16, 32, 64, 128)
         else:
@@ -70,17 +74,17 @@ class ParserNet(nn.Module):
         self.presence = nn.Linear(w5, len(KINDS))     # which garment kinds the photo shows at all
 
     def encoder(self) -> list[nn.Module]:
-        return [self.e1, self.e2, self.e3, self.e4]
+        return [self.e1, self.e2, self.e3, self.e4, self.more]
 
     @staticmethod
     def up(x, like):
         return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
 
     def forward(self, x):
-        e1 = self.e1(x)
-        e2 = self.e2(e1)
-        e3 = self.e3(e2)
-        e4 = self.e4(e3)
+        e1 = self.more[0](self.e1(x))
+        e2 = self.more[1](self.e2(e1))
+        e3 = self.more[2](self.e3(e2))
+        e4 = self.more[3](self.e4(e3))
         e5 = self.e5(e4)
         pooled = e5.mean((2, 3), keepdim=True)
         g = self.context(pooled).expand_as(e5)
@@ -92,7 +96,8 @@ class ParserNet(nn.Module):
 
     def load_fashion(self, state: dict) -> int:
         """Copy the default model's stem and stages (its weights.safetensors) into the encoder."""
-        mine = {"stem": "e1.0", "stages.0": "e1.1", "stages.1": "e2", "stages.2": "e3", "stages.3": "e4"}
+        mine = {"stem": "e1.0", "stages.0": "e1.1", "stages.1": "e2", "stages.2": "e3", "stages.3": "e4",
+                "more": "more"}
         own = self.state_dict()
         copied = {}
         for key, value in state.items():
@@ -181,16 +186,17 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     train_n = [n for n in numbers if n % 2 == 0]
     images, masks = load_pairs(ccp, labels, kinds, train_n, size)
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
-    net = ParserNet(fashion=encoder is not None)
     if encoder is not None:
-        from . import _init_weights
+        from . import _init_weights, init_blocks
 
+        net = ParserNet(fashion=True, blocks=init_blocks(encoder))
         log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
         inner = {id(p) for m in net.encoder() for p in m.parameters()}
         groups = [{"params": [p for p in net.parameters() if id(p) in inner], "lr": lr / 3},
                   {"params": [p for p in net.parameters() if id(p) not in inner], "lr": lr}]
         max_lr = [lr / 3, lr]
     else:
+        net = ParserNet()
         groups, max_lr = net.parameters(), lr
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     steps = epochs * (len(train_n) // batch)
