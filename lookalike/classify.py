@@ -33,6 +33,25 @@ def classify_images(model: Embedder, images: Sequence[Path], top: int = 3,
     return out, [(str(k), e) for k, e in result.errors]
 
 
+def classify_with_catalog(index, images: Sequence[Path], top: int = 3, columns: Sequence[str] | None = None,
+                          progress: Progress | None = None) -> tuple[list[Classified], list[tuple[str, str]]]:
+    """`Index.classify` per image (the model's prediction blended with the nearest catalog products' labels):
+    predictions per readable image, and (image, reason) for the ones skipped."""
+    from .errors import ImageError
+
+    if progress:
+        progress.start(len(images), "classifying")
+    out, skipped = [], []
+    for path in images:
+        try:
+            out.append(Classified(str(path), index.classify(path, top=top, columns=columns)))
+        except ImageError as e:
+            skipped.append((str(path), str(e)))
+        if progress:
+            progress.advance(1)
+    return out, skipped
+
+
 def common_categories(classified: Sequence[Classified], head: str, k: int = 3) -> list[tuple[str, int, float]]:
     """The `k` most frequent top-1 labels of `head`: (label, count, share)."""
     counts = Counter(c.predictions[head].label for c in classified)

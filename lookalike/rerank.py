@@ -87,6 +87,11 @@ class Agreement:
         return self.order(scores, codes, sizes, predicted, own)
 
 
+# How `Index.classify` blends a head's prediction with the neighbours' labels: an even share keeps a small
+# catalog's few neighbours from outvoting the model (measured in docs/models.md).
+CLASSIFY = Agreement(prediction_share=0.5)
+
+
 def agreement_from(value: "Agreement | bool | Sequence[str] | None") -> Agreement | None:
     """`True`/None: the default; `False` or `()`: off; a list of column names: those columns."""
     if value is None or value is True:

@@ -82,24 +82,37 @@ def _image_files(inputs: List[Path]) -> list[Path]:
 @cli_errors
 def classify(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
              model: str = typer.Option("default", "--model", "-m"),
+             index: Optional[Path] = typer.Option(None, "--index", "-i", help="blend the model's prediction with the "
+                                                  "labels of this catalog's nearest products (its model is used)"),
+             column: Optional[List[str]] = typer.Option(None, "--column", "-c", help="with --index: a column to "
+                                                        "predict (repeatable; default: the model's heads)"),
              top: int = typer.Option(1, min=1, max=10, help="labels per attribute"),
              as_json: bool = typer.Option(False, "--json")):
-    """Predicted category / colour / gender of photos, with confidence (needs a model with heads)."""
-    from ..classify import classify_images
+    """Predicted category / colour / gender of photos, with confidence (needs a model with heads, or an index and
+    the columns to predict)."""
+    from ..classify import classify_images, classify_with_catalog
 
-    embedder = load_model(model)
+    if column and index is None:
+        raise LookalikeError("--column needs --index: columns are predicted from a catalog's labels")
     with RichProgress(err, transient=True) as progress:
-        rows, skipped = classify_images(embedder, _image_files(inputs), top=top, progress=progress)
+        if index is not None:
+            from ..index import Index
+
+            rows, skipped = classify_with_catalog(Index.load(index), _image_files(inputs), top=top,
+                                                  columns=column or None, progress=progress)
+        else:
+            rows, skipped = classify_images(load_model(model), _image_files(inputs), top=top, progress=progress)
     if as_json:
         out.print_json(json.dumps({"predictions": [
             {"image": r.image, **{h: [{"label": l, "p": round(p, 4)} for l, p in zip(pr.labels, pr.probs)]
                                   for h, pr in r.predictions.items()}} for r in rows],
             "skipped": [{"image": k, "error": e} for k, e in skipped]}))
     else:
-        table = Table("image", *embedder.heads)
+        heads = list(dict.fromkeys(h for r in rows for h in r.predictions))
+        table = Table("image", *heads)
         for r in rows:
             table.add_row(Path(r.image).name, *(f"{r.predictions[h].label} ({r.predictions[h].confidence:.2f})"
-                                                 for h in embedder.heads))
+                                                 if h in r.predictions else "-" for h in heads))
         out.print(table)
     for key, reason in skipped:
         err.print(f"[yellow]skipped[/] {reason}", highlight=False)

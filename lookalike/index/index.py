@@ -15,9 +15,10 @@ from ..catalog import Catalog, CatalogProblems, Product
 from ..errors import FilterError, IndexStoreError, LookalikeError, ModelError, NotFoundError
 from ..images import ImageSource
 from ..models import Embedder, load_model
+from ..models.base import Prediction, predictions_for
 from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
-from ..rerank import Agreement, LabelCodes, agreement_from
+from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import metadata as md
 from .store import read_manifest, write_atomically, write_lock, write_manifest
@@ -293,6 +294,43 @@ class Index:
         if column not in self._codes:
             self._codes[column] = LabelCodes(self.meta.column(column))
         return self._codes[column]
+
+    def classify(self, image: "ImageSource | str", top: int = 3, columns: Sequence[str] | None = None
+                 ) -> dict[str, Prediction]:
+        """Predicted attributes of a photo in this catalog's own vocabulary: per column, the model's prediction
+        blended half and half with the similarity-weighted labels of the 10 nearest catalog products
+        (`lookalike.rerank.CLASSIFY`). `columns`: by default the model's heads. A column the index has but the model
+        has no head for is predicted from the neighbours alone; a head whose column the index lacks gives the
+        model's prediction alone. A product id is classified from its neighbours, never from its own labels."""
+        heads = self.model.heads
+        columns = list(heads) if columns is None else list(columns)
+        if not columns:
+            raise ModelError(f"model {self.model.name!r} has no attribute heads: name the index columns to predict "
+                             f"(columns: {', '.join(self.columns) or 'none'})")
+        unknown = [c for c in columns if c not in self.columns and c not in heads]
+        if unknown:
+            raise FilterError(f"cannot predict {', '.join(map(repr, unknown))}: neither a column of this index "
+                              f"({', '.join(self.columns) or 'none'}) nor a head of the model")
+        agreement = CLASSIFY
+        vec, row, probs = self._query_vector(image, with_heads=True)
+        hits = top_k(self.faiss, vec[None], agreement.voters, exclude=[{row} if row is not None else set()])[0]
+        rows = np.fromiter((r for r, _ in hits), np.int64, len(hits))
+        scores = np.fromiter((s for _, s in hits), np.float64, len(hits))
+        out = {}
+        for column in columns:
+            head = probs.get(column) if probs else None
+            if column not in self.columns:
+                if head is not None:
+                    out[column] = predictions_for(heads, {column: head[None]}, 0, top)[column]
+                continue
+            codes = self._label_codes(column)
+            predicted = codes.from_head(heads[column], head) if head is not None else None
+            belief = agreement.beliefs(scores, {column: codes.rows[rows]}, {column: len(codes.values)},
+                                       {column: predicted} if predicted is not None else None)[column]
+            order = [j for j in np.argsort(-belief, kind="stable")[:top] if belief[j] > 0]
+            if order:
+                out[column] = Prediction(column, [codes.values[j] for j in order], [float(belief[j]) for j in order])
+        return out
 
     def look(self, image: "ImageSource", k: int = 6, **kwargs):
         """Shop the look: each garment of the person in `image`, with `k` similar products of its kind.

@@ -169,11 +169,18 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
 
     @app.post("/api/classify", response_model=schemas.ClassifyResponse, responses={**upload_errors, 409: {"model": schemas.Error}},
               tags=["search"])
-    async def classify(image: UploadFile = File(...), top: int = Query(3, ge=1, le=10)):
+    async def classify(image: UploadFile = File(...), top: int = Query(3, ge=1, le=10),
+                       catalog: bool = Query(False, description="blend the model's prediction with the labels of the "
+                                             "nearest catalog products, in the catalog's vocabulary (helps most in "
+                                             "a large catalog)")):
         """Predicted attributes (category, colour, gender, ...) of an uploaded photo, when the model has heads."""
         data = await read_upload(image)
         start = time.perf_counter()
-        preds = await run_in_threadpool(lambda: holder.index.model.predict([load_image(data, name=image.filename)], top=top))
+        photo = load_image(data, name=image.filename)
+        if catalog:
+            preds = [await run_in_threadpool(lambda: holder.index.classify(photo, top=top))]
+        else:
+            preds = await run_in_threadpool(lambda: holder.index.model.predict([photo], top=top))
         return schemas.ClassifyResponse(
             attributes={h: [schemas.Label(label=l, p=round(p, 4)) for l, p in zip(pr.labels, pr.probs)]
                         for h, pr in preds[0].items()},
