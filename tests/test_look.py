@@ -279,3 +279,32 @@ def test_training_a_parser_end_to_end(tmp_path):
     parser = GarmentParser(tmp_path / "parser")
     parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))
     assert parsed.labels.shape == parsed.probs.shape[1:] and np.allclose(parsed.probs.sum(0), 1, atol=0.02)
+
+
+def test_an_ensemble_parser_averages_its_members(tmp_path):
+    """The shipped parser is an ensemble: its probabilities are the mean of its members', each run alone; a member
+    whose file does not match its checksum is refused."""
+    import shutil
+
+    from lookalike.errors import ModelError
+    from lookalike.look.parser import GarmentParser
+
+    manifest = json.loads((SHIPPED / "parser.json").read_text())
+    assert len(manifest["members"]) == 2
+    photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB")
+    alone = []
+    for i, member in enumerate(manifest["members"]):
+        folder = tmp_path / f"m{i}"
+        folder.mkdir()
+        shutil.copy(SHIPPED / member["onnx"], folder / member["onnx"])
+        single = {k: v for k, v in manifest.items() if k not in ("members", "ensemble")}
+        (folder / "parser.json").write_text(json.dumps({**single, "onnx": member["onnx"], "sha256": member["sha256"]}))
+        alone.append(GarmentParser(folder).parse(photo).probs)
+    together = GarmentParser().parse(photo).probs
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)
+    assert np.allclose(together, (alone[0] + alone[1]) / 2, atol=1e-5)
+    broken = tmp_path / "broken"
+    shutil.copytree(SHIPPED, broken)
+    (broken / manifest["members"][1]["onnx"]).write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="checksum"):
+        GarmentParser(broken)

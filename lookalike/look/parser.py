@@ -40,6 +40,10 @@ class Region:
 
 
 class GarmentParser:
+    """The parser in `folder`: `parser.json` names one ONNX file (`onnx`, `sha256`) or, for an ensemble,
+    `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. Members share the
+    input size and normalisation of the manifest."""
+
     def __init__(self, folder: str | Path = SHIPPED):
         import onnxruntime as ort
 
@@ -48,12 +52,14 @@ class GarmentParser:
             self.manifest = json.loads((folder / "parser.json").read_text())
         except FileNotFoundError:
             raise ModelError(f"{folder}: no garment parser (parser.json) here") from None
-        path = folder / self.manifest["onnx"]
-        if sha256_file(path) != self.manifest["sha256"]:
-            raise ModelError(f"{path}: checksum does not match its manifest")
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.sessions = []
+        for member in self.manifest.get("members") or [self.manifest]:
+            path = folder / member["onnx"]
+            if sha256_file(path) != member["sha256"]:
+                raise ModelError(f"{path}: checksum does not match its manifest")
+            self.sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
         self.width, self.height = self.manifest["width"], self.manifest["height"]
 
     def parse(self, image: Image.Image) -> Parsed:
@@ -65,8 +71,9 @@ class GarmentParser:
         canvas = Image.new("RGB", (self.width, self.height), (128, 128, 128))
         canvas.paste(image.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0), (x0, y0))
         x = (np.asarray(canvas, np.float32) / 255 - self.manifest["mean"]) / self.manifest["std"]
+        x = x.transpose(2, 0, 1)[None]
         # output 0 is the per-pixel probabilities (a parser may add others, e.g. its training-time presence head)
-        probs = self.session.run(None, {"image": x.transpose(2, 0, 1)[None]})[0][0]
+        probs = sum(session.run(None, {"image": x})[0][0] for session in self.sessions) / len(self.sessions)
         probs = probs[:, y0:y0 + nh, x0:x0 + nw]
         return Parsed((w, h), probs.argmax(0), probs)
 
