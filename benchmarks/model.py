@@ -79,7 +79,7 @@ def catalog_scores(vectors: np.ndarray, columns: dict, val_rows: np.ndarray, hea
 
 def classification(model, out, columns: dict, val_rows: np.ndarray, agreement: Agreement) -> tuple[dict, dict]:
     """Top-1 of the model's heads, and of what `Index.classify` returns: each head's prediction blended with the
-    labels of the product's `agreement.voters` nearest other catalog products (`Agreement.beliefs`)."""
+    labels of the product's `agreement.voters` nearest other catalog products (`Agreement.belief`, as there)."""
     pool = neighbours(out.vectors, out.vectors[val_rows], val_rows, agreement.voters)
     sims = np.einsum("qd,qkd->qk", out.vectors[val_rows], out.vectors[pool])
     heads, blended = {}, {}
@@ -94,10 +94,7 @@ def classification(model, out, columns: dict, val_rows: np.ndarray, agreement: A
                                    np.array(codes.values + [None], dtype=object)[truth])[known].mean()), 4)
         best = np.empty(len(val_rows), np.int64)
         for i, row in enumerate(val_rows):
-            predicted = codes.from_head(model.heads[head], out.heads[head][row])
-            belief = agreement.beliefs(sims[i], {head: codes.rows[pool[i]]}, {head: len(codes.values)},
-                                       {head: predicted} if predicted is not None else None)[head]
-            best[i] = belief.argmax()
+            best[i] = agreement.belief(sims[i], codes, pool[i], model.heads[head], out.heads[head][row]).argmax()
         blended[head] = round(float((best == truth)[known].mean()), 4)
     return heads, blended
 

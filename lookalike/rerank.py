@@ -67,6 +67,15 @@ class Agreement:
             out[column] = votes
         return out
 
+    def belief(self, scores: np.ndarray, labels: "LabelCodes", rows: np.ndarray, head: Sequence[str] | None = None,
+               probs: np.ndarray | None = None) -> np.ndarray:
+        """`beliefs` for one column: candidates given as catalog `rows` (best first, with their `scores`) of the
+        column's `labels`, and optionally a model head's `probs` over its `head` labels."""
+        predicted = labels.from_head(head, probs) if head is not None and probs is not None else None
+        column = {"c": labels.rows[rows]}
+        return self.beliefs(scores, column, {"c": len(labels.values)},
+                            {"c": predicted} if predicted is not None else None)["c"]
+
     def order(self, scores: np.ndarray, codes: Mapping[str, np.ndarray], sizes: Mapping[str, int],
               predicted: Mapping[str, np.ndarray] | None = None, own: Mapping[str, int] | None = None) -> np.ndarray:
         """Positions of the candidates, best first, by cosine plus agreement (ties keep the cosine order)."""

@@ -324,9 +324,7 @@ class Index:
                     out[column] = predictions_for(heads, {column: head[None]}, 0, top)[column]
                 continue
             codes = self._label_codes(column)
-            predicted = codes.from_head(heads[column], head) if head is not None else None
-            belief = agreement.beliefs(scores, {column: codes.rows[rows]}, {column: len(codes.values)},
-                                       {column: predicted} if predicted is not None else None)[column]
+            belief = agreement.belief(scores, codes, rows, heads.get(column), head)
             order = [j for j in np.argsort(-belief, kind="stable")[:top] if belief[j] > 0]
             if order:
                 out[column] = Prediction(column, [codes.values[j] for j in order], [float(belief[j]) for j in order])
