@@ -72,8 +72,8 @@ def catalog_scores(vectors: np.ndarray, columns: dict, val_rows: np.ndarray, hea
         codes = {c: LabelCodes(columns[c]) for c in agreement.columns}
         hits = np.empty((len(val_rows), 10), np.int64)
         for i, row in enumerate(val_rows):
-            predicted = {c: codes[c].from_head(vocab[c], heads[c][row]) for c in codes if heads and c in heads}
-            hits[i] = pool[i][agreement.order_rows(pool[i], sims[i], codes, predicted)[:10]]
+            probs = {c: heads[c][row] for c in codes if c in heads} if heads else None
+            hits[i] = pool[i][agreement.order_rows(pool[i], sims[i], codes, vocab, probs)[:10]]
     return {f: score(field_labels(columns, f), val_rows, hits, 10, f).to_dict() for f in FIELDS}
 
 

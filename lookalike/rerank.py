@@ -87,12 +87,20 @@ class Agreement:
         return np.argsort(-total, kind="stable")
 
     def order_rows(self, rows: np.ndarray, scores: np.ndarray, labels: Mapping[str, "LabelCodes"],
-                   predicted: Mapping[str, np.ndarray] | None = None, own_row: int | None = None) -> np.ndarray:
-        """`order` for candidates given as catalog rows, with each agreement column's `LabelCodes`;
-        `own_row`: the query's own row, when it is a catalog product."""
+                   heads: Mapping[str, Sequence[str]] | None = None, probs: Mapping[str, np.ndarray] | None = None,
+                   own_row: int | None = None) -> np.ndarray:
+        """`order` for candidates given as catalog rows, with each agreement column's `LabelCodes`; `probs`:
+        the model's predictions for the query photo over its `heads` labels (re-indexed to the catalog's
+        values here); `own_row`: the query's own row, when it is a catalog product."""
         codes = {c: lab.rows[rows] for c, lab in labels.items()}
         sizes = {c: len(lab.values) for c, lab in labels.items()}
         own = {c: int(lab.rows[own_row]) for c, lab in labels.items()} if own_row is not None else None
+        predicted = {}
+        for c, lab in labels.items():
+            if heads and probs and c in heads and c in probs:
+                mapped = lab.from_head(heads[c], probs[c])
+                if mapped is not None:
+                    predicted[c] = mapped
         return self.order(scores, codes, sizes, predicted, own)
 
 

@@ -279,15 +279,7 @@ class Index:
         codes = {c: self._label_codes(c) for c in columns}
         rows = np.fromiter((r for r, _ in hits), np.int64, len(hits))
         scores = np.fromiter((s for _, s in hits), np.float64, len(hits))
-        predicted = {}
-        if probs:
-            vocab = self.model.heads
-            for c in columns:
-                if c in probs:
-                    p = codes[c].from_head(vocab[c], probs[c])
-                    if p is not None:
-                        predicted[c] = p
-        order = agreement.order_rows(rows, scores, codes, predicted, row)
+        order = agreement.order_rows(rows, scores, codes, self.model.heads, probs, row)
         return [hits[i] for i in order]
 
     def _label_codes(self, column: str) -> LabelCodes:
