@@ -308,3 +308,24 @@ def test_an_ensemble_parser_averages_its_members(tmp_path):
     (broken / manifest["members"][1]["onnx"]).write_bytes(b"not a model")
     with pytest.raises(ModelError, match="checksum"):
         GarmentParser(broken)
+
+
+def test_a_parser_with_flip_reads_the_mirrored_photo_too(tmp_path):
+    """`"flip": true` in parser.json averages each member's reading of the photo and of its mirror image, mapped
+    back: so the parse of a mirrored photo is the mirror of the photo's parse."""
+    import shutil
+
+    from lookalike.look.parser import GarmentParser
+
+    flipped = tmp_path / "flip"
+    shutil.copytree(SHIPPED, flipped)
+    manifest = json.loads((flipped / "parser.json").read_text())
+    (flipped / "parser.json").write_text(json.dumps({**manifest, "flip": True}))
+    plain, both = GarmentParser(), GarmentParser(flipped)
+    # the parser's own aspect: no padding, so mirroring the photo mirrors the parser's input exactly
+    photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB").resize((256, 384))
+    mirror = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    expected = (plain.parse(photo).probs + plain.parse(mirror).probs[..., ::-1]) / 2
+    assert not np.allclose(plain.parse(photo).probs, expected, atol=1e-3)
+    assert np.allclose(both.parse(photo).probs, expected, atol=1e-3)
+    assert np.allclose(both.parse(mirror).probs, both.parse(photo).probs[..., ::-1], atol=1e-3)

@@ -42,7 +42,8 @@ class Region:
 class GarmentParser:
     """The parser in `folder`: `parser.json` names one ONNX file (`onnx`, `sha256`) or, for an ensemble,
     `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. Members share the
-    input size and normalisation of the manifest."""
+    input size and normalisation of the manifest. With `"flip": true` each member also reads the mirrored
+    photo, and its mirrored-back probabilities join the average."""
 
     def __init__(self, folder: str | Path = SHIPPED):
         import onnxruntime as ort
@@ -73,7 +74,9 @@ class GarmentParser:
         x = (np.asarray(canvas, np.float32) / 255 - self.manifest["mean"]) / self.manifest["std"]
         x = x.transpose(2, 0, 1)[None]
         # output 0 is the per-pixel probabilities (a parser may add others, e.g. its training-time presence head)
-        probs = sum(session.run(None, {"image": x})[0][0] for session in self.sessions) / len(self.sessions)
+        views = [x, x[..., ::-1].copy()] if self.manifest.get("flip") else [x]
+        probs = sum(session.run(None, {"image": v})[0][0][..., ::-1 if k else 1]
+                    for session in self.sessions for k, v in enumerate(views)) / (len(self.sessions) * len(views))
         probs = probs[:, y0:y0 + nh, x0:x0 + nw]
         return Parsed((w, h), probs.argmax(0), probs)
 
