@@ -266,7 +266,9 @@ def test_training_a_parser_end_to_end(tmp_path):
     from lookalike.look.parser import GarmentParser
     from lookalike.train.parser import train_parser
 
-    extract(tmp_path, (2, 4, 6, 8))       # even numbers: the training half
+    extract(tmp_path, (2, 3, 4, 5, 6, 8))   # by default only the even numbers are trained on
+    with pytest.raises(ValueError, match="unknown holdout 'half'"):
+        train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, holdout="half")
     with pytest.raises(ValueError, match="unknown parser class 'dress'"):
         train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, weights={"dress": 2.0})
     with pytest.raises(ValueError, match="multiples of 32"):
@@ -279,6 +281,9 @@ def test_training_a_parser_end_to_end(tmp_path):
     parser = GarmentParser(tmp_path / "parser")
     parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))
     assert parsed.labels.shape == parsed.probs.shape[1:] and np.allclose(parsed.probs.sum(0), 1, atol=0.02)
+    quarter = train_parser(tmp_path, CCP / "labels.json", tmp_path / "quarter", epochs=1, batch=2, size=(64, 96),
+                           holdout="quarter", log=lambda m: None)   # keeps out 5 (1 mod 4), trains on 3
+    assert quarter["trained_on"].startswith("Clothing Co-Parsing, 5 ") and quarter["holdout"] == "quarter"
 
 
 def test_an_ensemble_parser_averages_its_members(tmp_path):
