@@ -157,10 +157,34 @@ def variant_line(training: dict) -> str:
 
 
 def lineage(folder: Path) -> list[dict]:
-    """The runs that made the model in `folder`, oldest first (its own lineage, then itself)."""
-    before = json.loads((folder / "training.json").read_text())
-    return before.get("lineage", []) + [{"name": json.loads((folder / "model.json").read_text())["name"],
-                                         "minutes": round(before["seconds"] / 60, 1), "command": before.get("command")}]
+    """The runs that made the model in `folder`, oldest first: the runs before it, then itself."""
+    training = json.loads((folder / "training.json").read_text())
+    return runs_before(training) + [{"name": json.loads((folder / "model.json").read_text())["name"],
+                                     "minutes": round(training["seconds"] / 60, 1), "command": training.get("command")}]
+
+
+def runs_before(training: dict) -> list[dict]:
+    """The runs a model was fine-tuned from (`--init`), oldest first, following unshipped folders too;
+    `--init default` means the model shipped now (so ship each run before training the next from default)."""
+    if "lineage" in training:
+        return training["lineage"]
+    words = (training.get("command") or "").split()
+    if "--init" not in words:
+        return []
+    init = words[words.index("--init") + 1]
+    return lineage(TARGET if init == "default" else Path(init))
+
+
+def ship_weights(source: Path, target: Path) -> None:
+    """The weights `--init default` fine-tunes from, without the training-only teacher projection (1.8 MB of a
+    15 MB budget): a fine-tune that distils again starts that projection afresh."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as f:
+        metadata = f.metadata()
+    weights = {k: v for k, v in load_file(str(source)).items() if not k.startswith("teacher.")}
+    save_file(weights, str(target), metadata=metadata)
 
 
 def main() -> None:
@@ -171,11 +195,8 @@ def main() -> None:
         sys.exit(f"benchmarks/results/model.json measured {bench['model']}, not this model: run benchmarks/model.py "
                  f"--model {folder} first")
     training = json.loads((folder / "training.json").read_text())
-    words = (training.get("command") or "").split()
-    if "--init" in words and "lineage" not in training:
-        init = words[words.index("--init") + 1]
-        before_dir = TARGET if init == "default" else Path(init)
-        training["lineage"] = lineage(before_dir)
+    if "lineage" not in training:
+        training["lineage"] = runs_before(training)
         (folder / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     (folder / "CARD.md").write_text(card(folder, bench))
     manifest["card"] = "CARD.md"
@@ -184,7 +205,10 @@ def main() -> None:
         shutil.rmtree(TARGET)
     TARGET.mkdir(parents=True)
     for name in (*FILES, "CARD.md"):
-        shutil.copy(folder / name, TARGET / name)
+        if name == "weights.safetensors":
+            ship_weights(folder / name, TARGET / name)
+        else:
+            shutil.copy(folder / name, TARGET / name)
     print(f"shipped {manifest['name']} to {TARGET}")
 
 
