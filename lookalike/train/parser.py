@@ -179,7 +179,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate.
     `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS). `size`: the
     parser's input (width, height), multiples of 32."""
-    held_out(0, holdout)
+    held_out(0, holdout)    # refuses an unknown holdout before any photo is loaded
     if size[0] % 32 or size[1] % 32:
         raise ValueError(f"parser input {size[0]}x{size[1]}: width and height must be multiples of 32")
     class_weights = list(CLASS_WEIGHTS)
