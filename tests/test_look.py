@@ -11,17 +11,18 @@ from PIL import Image
 
 from conftest import DEMO, SHARED, need_shared
 from lookalike.look.kinds import KINDS, Kinds
+from lookalike.look import garment_parser
 from lookalike.look.parser import SHIPPED
 
 CCP = SHARED / "data" / "clothing-co-parsing"
-HELD_OUT = range(1, 40, 2)      # the parser never trained on odd-numbered photos
 if not (SHIPPED / "parser.json").exists():
     pytest.skip("the garment parser is not shipped in this checkout (lookalike/look/parser/)", allow_module_level=True)
+HELD_OUT = [n for n in range(1, 80) if garment_parser().never_saw(n)][:20]   # photos the shipped parser never trained on
 
 
 @pytest.fixture(scope="module")
 def ccp(tmp_path_factory):
-    """Held-out (odd-numbered) CCP photos with their masks."""
+    """CCP photos the shipped parser never trained on, with their masks."""
     return extract(tmp_path_factory.mktemp("ccp"), HELD_OUT)
 
 
@@ -297,14 +298,7 @@ def test_an_ensemble_parser_averages_its_members(tmp_path):
     manifest = json.loads((SHIPPED / "parser.json").read_text())
     assert len(manifest["members"]) == 2
     photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB")
-    alone = []
-    for i, member in enumerate(manifest["members"]):
-        folder = tmp_path / f"m{i}"
-        folder.mkdir()
-        shutil.copy(SHIPPED / member["onnx"], folder / member["onnx"])
-        single = {k: v for k, v in manifest.items() if k not in ("members", "ensemble")}
-        (folder / "parser.json").write_text(json.dumps({**single, "onnx": member["onnx"], "sha256": member["sha256"]}))
-        alone.append(GarmentParser(folder).parse(photo).probs)
+    alone = [GarmentParser(member_alone(tmp_path / f"m{i}", i)).parse(photo).probs for i in range(2)]
     together = GarmentParser().parse(photo).probs
     assert not np.allclose(alone[0], alone[1], atol=1e-3)
     assert np.allclose(together, (alone[0] + alone[1]) / 2, atol=1e-5)
@@ -313,6 +307,56 @@ def test_an_ensemble_parser_averages_its_members(tmp_path):
     (broken / manifest["members"][1]["onnx"]).write_bytes(b"not a model")
     with pytest.raises(ModelError, match="checksum"):
         GarmentParser(broken)
+
+
+def member_alone(folder, i):
+    """A parser folder holding member `i` of the shipped ensemble alone."""
+    import shutil
+
+    manifest = json.loads((SHIPPED / "parser.json").read_text())
+    member = manifest["members"][i]
+    folder.mkdir()
+    shutil.copy(SHIPPED / member["onnx"], folder / member["onnx"])
+    single = {k: v for k, v in manifest.items() if k not in ("members", "ensemble")}
+    (folder / "parser.json").write_text(json.dumps({**single, **member}))
+    return folder
+
+
+def test_look_with_another_parser(demo_index, ccp, tmp_path):
+    """`index.look(photo, parser=...)` finds the garments with that parser (one trained by the user, or here one
+    member of the shipped ensemble) instead of the shipped one."""
+    from lookalike.look import find_garments, person_detector
+    from lookalike.look.parser import GarmentParser
+
+    member = GarmentParser(member_alone(tmp_path / "m0", 0))
+    differs = 0
+    for n in list(HELD_OUT)[:6]:
+        photo = ccp / "photos" / f"{n:04d}.jpg"
+        image = Image.open(photo).convert("RGB")
+        expected = {r.kind: r.box for r, _ in find_garments(image, person_detector().detect(image).box, member)}
+        assert {g.kind: g.box for g in demo_index.look(photo, k=2, parser=member).garments} == expected
+        differs += {g.kind: g.box for g in demo_index.look(photo, k=2).garments} != expected
+    assert differs, "the member alone and the ensemble found the same boxes on every photo: nothing was tested"
+
+
+def test_which_photos_a_parser_never_saw(tmp_path):
+    """Benchmarks and tests measure a parser only on annotated photos none of its members trained on: each
+    member's `holdout` (a manifest without one trained on the even half)."""
+    from lookalike.look.parser import GarmentParser
+
+    folder = member_alone(tmp_path / "m", 0)
+    manifest = json.loads((folder / "parser.json").read_text())
+    manifest.pop("holdout", None)
+    (folder / "parser.json").write_text(json.dumps(manifest))
+    assert [n for n in range(10) if GarmentParser(folder).never_saw(n)] == [1, 3, 5, 7, 9]
+    (folder / "parser.json").write_text(json.dumps({**manifest, "holdout": "quarter"}))
+    assert [n for n in range(10) if GarmentParser(folder).never_saw(n)] == [1, 5, 9]
+    (folder / "parser.json").write_text(json.dumps({**manifest, "holdout": "none"}))
+    assert not any(GarmentParser(folder).never_saw(n) for n in range(10))
+    member = {k: manifest[k] for k in ("onnx", "sha256")}
+    both = {**manifest, "members": [{**member, "holdout": "odd"}, {**member, "holdout": "quarter"}]}
+    (folder / "parser.json").write_text(json.dumps(both))
+    assert [n for n in range(10) if GarmentParser(folder).never_saw(n)] == [1, 5, 9]
 
 
 def test_a_parser_with_flip_reads_the_mirrored_photo_too(tmp_path):

@@ -111,10 +111,12 @@ def find_garments(image: Image.Image, body: tuple[int, int, int, int], parser: G
 
 
 def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kinds: Kinds | None = None,
-         gender_filter: str = "soft", with_crops: bool = False, detector=None) -> Look:
+         gender_filter: str = "soft", with_crops: bool = False, detector=None,
+         parser: GarmentParser | None = None) -> Look:
     """Garments of the person in `source` with `k` similar catalog products each. A person is found by
-    MediaPipe's pose model (full shot: face and feet visible); garments by the parser. A photo with no person
-    (a product shot) is searched whole, as one product (kind "product")."""
+    MediaPipe's pose model (full shot: face and feet visible); garments by `parser` (default: the shipped one)
+    or, when given, by `detector`. A photo with no person (a product shot) is searched whole, as one product
+    (kind "product")."""
     started = time.perf_counter()
     kinds = kinds or Kinds.load()
     image = load_image(source, name=name)
@@ -124,7 +126,7 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
         regions = detector.regions(image)
         crops = [garment_crop(image, None, r) for r in regions]
     elif person:
-        found = find_garments(image, person.box)
+        found = find_garments(image, person.box, parser)
         regions, crops = [r for r, _ in found], [c for _, c in found]
     else:
         regions = []

@@ -17,6 +17,15 @@ SHIPPED = Path(__file__).parent / "parser"
 MIN_AREA = 0.004        # of the photo: smaller garments are noise
 MIN_SCORE = 0.5         # mean probability of the kind over its pixels
 KEEP_PART = 0.3         # blobs of a kind smaller than this share of its largest blob are stray pixels
+#: Which annotated Clothing Co-Parsing photos (by number) a parser's training keeps out (`holdout` in parser.json).
+HOLDOUTS = {"odd": lambda n: n % 2 == 1, "quarter": lambda n: n % 4 == 1, "none": lambda n: False}
+
+
+def held_out(number: int, holdout: str = "odd") -> bool:
+    """Whether annotated photo `number` is kept out of training under `holdout` (odd, quarter or none)."""
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"unknown holdout {holdout!r} (choose: {', '.join(HOLDOUTS)})")
+    return HOLDOUTS[holdout](number)
 
 
 @dataclass
@@ -62,6 +71,12 @@ class GarmentParser:
                 raise ModelError(f"{path}: checksum does not match its manifest")
             self.sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
         self.width, self.height = self.manifest["width"], self.manifest["height"]
+
+    def never_saw(self, number: int) -> bool:
+        """Whether annotated CCP photo `number` was kept out of the training of every member, so that measuring
+        on it is fair. Manifests from before `holdout` was recorded trained on the even half."""
+        members = self.manifest.get("members") or [self.manifest]
+        return all(held_out(number, m.get("holdout", self.manifest.get("holdout", "odd"))) for m in members)
 
     def parse(self, image: Image.Image) -> Parsed:
         """Fit the photo inside the parser input (keeping its aspect, padding with grey) and label pixels."""

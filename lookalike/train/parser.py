@@ -25,20 +25,13 @@ from torch import nn
 
 from ..files import sha256_file
 from ..look.kinds import CLASSES, KINDS, Kinds
+from ..look.parser import HOLDOUTS, held_out
 
 WIDTH, HEIGHT = 128, 192
 MEAN, STD = 0.5, 0.25
 CLASS_WEIGHTS = [0.4, 1.0, 1.3, 2.0, 1.6, 1.6, 0.6]
 PRESENT_SHARE = 0.003   # a kind covering this share of the (augmented) photo counts as present
 PRESENCE_WEIGHT = 0.5
-HOLDOUTS = {"odd": lambda n: n % 2 == 1, "quarter": lambda n: n % 4 == 1, "none": lambda n: False}
-
-
-def held_out(number: int, holdout: str = "odd") -> bool:
-    """Whether annotated photo `number` is kept out of training under `holdout` (odd, quarter or none)."""
-    if holdout not in HOLDOUTS:
-        raise ValueError(f"unknown holdout {holdout!r} (choose: {', '.join(HOLDOUTS)})")
-    return HOLDOUTS[holdout](number)
 
 
 def conv(cin, cout, stride=1):
