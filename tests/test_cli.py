@@ -85,6 +85,18 @@ def test_model_import_and_list(tmp_path):
     run("embed", DEMO / "hat", "--out", tmp_path / "v.npy", "--model", "tiny")
     assert np.load(tmp_path / "v.npy").shape == (20, 8)
     assert "classic" in run("model", "card", "classic").stdout
+    # --flip: the same network reads each photo and its mirror, so a mirrored photo gives the same vector
+    run("model", "import", onnx_file, "--name", "tiny-flip", "--size", "32", "--output", "features", "--flip")
+    from PIL import ImageOps
+
+    from lookalike import Embedder
+
+    photo = Image.open(sorted((DEMO / "hat").iterdir())[0]).convert("RGB")
+    mirror = ImageOps.mirror(photo)
+    plain, flipped = Embedder.load("tiny"), Embedder.load("tiny-flip")
+    assert plain.id != flipped.id
+    assert np.abs(flipped.encode(photo) - flipped.encode(mirror)).max() < 1e-5
+    assert np.abs(plain.encode(photo) - plain.encode(mirror)).max() > 1e-3
 
 
 @pytest.mark.parametrize("args,message", [

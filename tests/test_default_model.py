@@ -80,3 +80,23 @@ def test_search_vectors_append_the_heads_predictions(fpi_sample, tmp_path):
     (plain / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="sleeveLength"):
         Embedder.load(str(plain))
+
+
+def test_mirror_averaging_makes_a_photo_and_its_mirror_one_product(fpi_sample, tmp_path):
+    from PIL import Image, ImageOps
+
+    photos = [Image.open(p).convert("RGB") for p in sorted((fpi_sample / "images").glob("*.jpg"))[:6]]
+    mirrors = [ImageOps.mirror(p) for p in photos]
+    folder = tmp_path / "flip"
+    shutil.copytree(PACKAGED, folder)
+    manifest = json.loads((folder / "model.json").read_text())
+    flip = manifest["embedding"].get("flip", False)
+    manifest["embedding"]["flip"] = not flip
+    (folder / "model.json").write_text(json.dumps(manifest))
+    models = {flip: Embedder.load("default"), not flip: Embedder.load(str(folder))}
+    assert models[True].id != models[False].id          # indexes built either way never mix
+    same = {f: np.sum(m.encode(photos) * m.encode(mirrors), axis=1) for f, m in models.items()}
+    assert np.allclose(same[True], 1, atol=1e-5)
+    assert same[False].min() < 0.999                    # the network alone does see a mirror as another photo
+    top = [p["articleType"].probs[0] for p in models[True].predict(photos, top=1)]
+    assert np.allclose(top, [p["articleType"].probs[0] for p in models[True].predict(mirrors, top=1)], atol=1e-4)

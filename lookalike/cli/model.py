@@ -35,6 +35,7 @@ def import_(onnx_file: Path = typer.Argument(..., help="an ONNX image model"),
             input_name: Optional[str] = typer.Option(None, "--input", help="input name (default: the first)"),
             output: Optional[str] = typer.Option(None, help="embedding output name (default: the first)"),
             pooling: str = typer.Option("none", help="for a 4-D feature-map output: avg or max"),
+            flip: bool = typer.Option(False, help="average each photo's outputs with its mirror image's (twice the time)"),
             force: bool = typer.Option(False, help="replace a model registered under the same name")):
     """Register any ONNX image backbone (see docs/models.md for ResNet50, Xception, InceptionV3 recipes)."""
     if norm not in NORMS:
@@ -46,7 +47,7 @@ def import_(onnx_file: Path = typer.Argument(..., help="an ONNX image model"),
                      interpolation=interpolation, channels="BGR" if norm == "caffe" else "RGB", scale=scale,
                      mean=list(mean or m), std=list(std or s))
     embedder = import_model(onnx_file, name, input=spec, embedding=EmbeddingSpec(output=output, pooling=pooling,
-                                                                                  layout=layout), force=force)
+                                                                                  layout=layout, flip=flip), force=force)
     err.print(f"registered [bold]{embedder.id}[/] ({embedder.dim} dims) in {model_home() / name}; "
               f"use it with --model {name}")
 

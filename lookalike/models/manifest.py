@@ -42,6 +42,9 @@ class EmbeddingSpec:
     # cosine, so neighbours tend to share the predicted type and colour. `dim` counts the appended columns.
     append_heads: dict[str, float] = field(default_factory=dict)
     append_power: float = 1.0
+    # Average the outputs (embedding and head probabilities) for the photo and its mirror image: a garment
+    # and its mirror are the same product. Runs the network twice per image.
+    flip: bool = False
 
 
 @dataclass
@@ -70,9 +73,9 @@ class ModelManifest:
         another recipe of the same network is told apart."""
         base = f"{self.name}@{self.sha256[:12]}"
         e = self.embedding
-        if not e.append_heads:
+        if not e.append_heads and not e.flip:
             return base
-        recipe = json.dumps([sorted(e.append_heads.items()), e.append_power])
+        recipe = json.dumps([sorted(e.append_heads.items()), e.append_power] + (["flip"] if e.flip else []))
         return f"{base}+{hashlib.sha1(recipe.encode()).hexdigest()[:6]}"
 
     def to_json(self) -> str:

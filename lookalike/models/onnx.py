@@ -78,6 +78,19 @@ class OnnxEmbedder(Embedder):
         return np.ascontiguousarray(arr.transpose(2, 0, 1)) if spec.layout == "NCHW" else arr
 
     def forward(self, batch: np.ndarray) -> Outputs:
+        emb, heads = self._run(batch)
+        if self.manifest.embedding.flip:
+            width_axis = 3 if self.manifest.input.layout == "NCHW" else 2
+            mirrored, mirrored_heads = self._run(np.ascontiguousarray(np.flip(batch, axis=width_axis)))
+            emb = emb + mirrored
+            heads = {k: (v + mirrored_heads[k]) / 2 for k, v in heads.items()}
+        vectors = self._search_vector(l2_normalise(emb), heads)
+        if self.dim and vectors.shape[1] != self.dim:
+            raise ModelError(f"{self.name}: the manifest says {self.dim} dims but the model gives {vectors.shape[1]}")
+        return Outputs(vectors, heads)
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One pass of the network: unit embeddings and, per head, probabilities."""
         names = [self.embedding_output, *(h.output for h in self.manifest.heads.values())]
         results = self.session.run(names, {self.input_name: batch})
         emb = results[0]
@@ -85,7 +98,7 @@ class OnnxEmbedder(Embedder):
             axes = (2, 3) if self.manifest.embedding.layout == "NCHW" else (1, 2)
             pooling = self.manifest.embedding.pooling
             emb = emb.max(axis=axes) if pooling == "max" else emb.mean(axis=axes)
-        emb = emb.reshape(len(batch), -1)
+        emb = l2_normalise(emb.reshape(len(batch), -1))
         heads = {}
         for (head, spec), out in zip(self.manifest.heads.items(), results[1:]):
             out = out.astype(np.float32).reshape(len(batch), -1)
@@ -93,10 +106,7 @@ class OnnxEmbedder(Embedder):
                 out = np.exp(out - out.max(axis=1, keepdims=True))
                 out /= out.sum(axis=1, keepdims=True)
             heads[head] = out
-        vectors = self._search_vector(l2_normalise(emb), heads)
-        if self.dim and vectors.shape[1] != self.dim:
-            raise ModelError(f"{self.name}: the manifest says {self.dim} dims but the model gives {vectors.shape[1]}")
-        return Outputs(vectors, heads)
+        return emb, heads
 
     def _search_vector(self, emb: np.ndarray, heads: dict[str, np.ndarray]) -> np.ndarray:
         """The embedding, with the predictions of `embedding.append_heads` appended (see EmbeddingSpec)."""
