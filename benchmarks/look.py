@@ -89,6 +89,9 @@ def localisation(numbers: list[int], p: GarmentParser, upper: float = 1.0) -> di
 
 
 def street_to_shop(index: Index, ref: Reference | None) -> dict:
+    """Ground-truth garment crops searched in the catalog. The crops come from the odd-numbered photos because
+    the default embedding model trained on the even half's crops (its second domain); the parser's own held-out
+    photos (`GarmentParser.never_saw`) do not matter here, since the crops are cut by the true masks."""
     kinds = Kinds.load()
     crops = [c for c in ccp.garment_crops("test", masked=True) if c.label in ccp.TO_CATALOG]
     kind_of = {label: kind for kind, parts in kinds.parts.items() for label in parts}
