@@ -58,13 +58,17 @@ def fpi_index(fpi_sample, tmp_path_factory):
 
 
 def test_photo_queries_agree_more_on_type_colour_and_gender(fpi_index):
+    from lookalike.train.data import is_validation
+
+    queries = [pid for pid in fpi_index.ids if is_validation(pid, 0.1)]     # products the model never trained on
+    assert len(queries) >= 100
     shares = {agree: {c: [] for c in ("articleType", "baseColour", "gender")} for agree in (False, True)}
-    for pid in fpi_index.ids[::25]:
+    for pid in queries:
         photo = fpi_index.get(pid).path
         for agree in (False, True):
             results = fpi_index.search(photo, k=10, exclude=[pid], agree=agree)
             for column, values in shares[agree].items():
                 values.append(_share(fpi_index, pid, results, column))
-    for column in ("articleType", "baseColour", "gender"):
-        assert np.mean(shares[True][column]) >= np.mean(shares[False][column])
-    assert sum(np.mean(shares[True][c]) - np.mean(shares[False][c]) for c in shares[True]) > 0.05
+    gains = {c: np.mean(shares[True][c]) - np.mean(shares[False][c]) for c in shares[True]}
+    assert all(g > -0.01 for g in gains.values()), gains     # no column loses more than one result in a hundred
+    assert sum(gains.values()) > 0.05, gains
