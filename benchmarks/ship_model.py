@@ -126,7 +126,15 @@ predictions of {heads}: per head, sqrt(weight x p) with p the probabilities rais
 embedding's cosine plus, per head, weight x the overlap of the two predictions, so neighbours tend to share the
 predicted type, colour and gender. The figures below are measured on this vector. The recipe is the manifest's
 `embedding.append_heads`; an empty one gives the plain embedding (a different model id, so indexes never mix).
-"""
+{mirror_line(e)}"""
+
+
+def mirror_line(embedding: dict) -> str:
+    if not embedding.get("flip"):
+        return ""
+    return ("Mirror averaging (`embedding.flip`): the network reads each photo and its mirror image, and the two\n"
+            "embeddings and head probabilities are averaged before the vector is made, so a photo and its mirror\n"
+            "image are the same product. It costs a second pass of the network (throughput below includes it).\n")
 
 
 def stages(training: dict, name: str) -> str:
