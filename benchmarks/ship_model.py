@@ -52,7 +52,7 @@ trained by this project on CPU from the shared Kaggle "Fashion Product Images" c
 
 ## Input policy
 Decode with EXIF rotation and alpha on white, fit inside {cfg['width']}x{cfg['height']} keeping the aspect ratio,
-pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (x - 0.5) / 0.25.
+pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (x - 0.5) / 0.25.{background_line(manifest)}
 
 {search_vector(manifest, cfg)}
 ## Training
@@ -127,6 +127,14 @@ embedding's cosine plus, per head, weight x the overlap of the two predictions, 
 predicted type, colour and gender. The figures below are measured on this vector. The recipe is the manifest's
 `embedding.append_heads`; an empty one gives the plain embedding (a different model id, so indexes never mix).
 {mirror_line(e)}"""
+
+
+def background_line(manifest: dict) -> str:
+    if manifest["input"].get("background", "keep") != "whiten":
+        return ""
+    return ("\nBefore resizing, a plain background that is not already white (a bed sheet, a wall) is painted white\n"
+            "(`input.background: whiten`, `lookalike.background`): the pixels close in colour to the photo's border and\n"
+            "connected to it. Catalog photos on white and photos with a busy border are left as they are.")
 
 
 def mirror_line(embedding: dict) -> str:

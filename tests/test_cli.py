@@ -97,6 +97,13 @@ def test_model_import_and_list(tmp_path):
     assert plain.id != flipped.id
     assert np.abs(flipped.encode(photo) - flipped.encode(mirror)).max() < 1e-5
     assert np.abs(plain.encode(photo) - plain.encode(mirror)).max() > 1e-3
+    # --background whiten: a plain coloured background is painted white before the model looks
+    run("model", "import", onnx_file, "--name", "tiny-white", "--size", "32", "--output", "features", "--background", "whiten")
+    white = Embedder.load("tiny-white")
+    assert white.manifest.input.background == "whiten" and white.id != plain.id
+    sheet = Image.new("RGB", (96, 120), (178, 34, 52))
+    sheet.paste(photo.resize((48, 60)), (24, 30))
+    assert float(white.encode(sheet) @ white.encode(photo)) > float(plain.encode(sheet) @ plain.encode(photo))
 
 
 @pytest.mark.parametrize("args,message", [

@@ -36,16 +36,19 @@ def import_(onnx_file: Path = typer.Argument(..., help="an ONNX image model"),
             output: Optional[str] = typer.Option(None, help="embedding output name (default: the first)"),
             pooling: str = typer.Option("none", help="for a 4-D feature-map output: avg or max"),
             flip: bool = typer.Option(False, help="average each photo's outputs with its mirror image's (twice the time)"),
+            background: str = typer.Option("keep", help="keep, or whiten: paint a plain coloured background white first"),
             force: bool = typer.Option(False, help="replace a model registered under the same name")):
     """Register any ONNX image backbone (see docs/models.md for ResNet50, Xception, InceptionV3 recipes)."""
     if norm not in NORMS:
         raise LookalikeError(f"unknown --norm {norm!r} ({', '.join(NORMS)})")
-    if layout not in ("NCHW", "NHWC") or pooling not in ("none", "avg", "max") or resize not in ("pad", "stretch", "crop"):
-        raise LookalikeError("--layout is NCHW or NHWC, --pooling none/avg/max, --resize pad/stretch/crop")
+    if layout not in ("NCHW", "NHWC") or pooling not in ("none", "avg", "max") or resize not in ("pad", "stretch", "crop") \
+            or background not in ("keep", "whiten"):
+        raise LookalikeError("--layout is NCHW or NHWC, --pooling none/avg/max, --resize pad/stretch/crop, "
+                             "--background keep/whiten")
     m, s, scale = NORMS[norm]
     spec = InputSpec(name=input_name, width=size or width, height=size or height, layout=layout, resize=resize,
                      interpolation=interpolation, channels="BGR" if norm == "caffe" else "RGB", scale=scale,
-                     mean=list(mean or m), std=list(std or s))
+                     mean=list(mean or m), std=list(std or s), background=background)
     embedder = import_model(onnx_file, name, input=spec, embedding=EmbeddingSpec(output=output, pooling=pooling,
                                                                                   layout=layout, flip=flip), force=force)
     err.print(f"registered [bold]{embedder.id}[/] ({embedder.dim} dims) in {model_home() / name}; "

@@ -29,6 +29,7 @@ class InputSpec:
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     dtype: str = "float32"            # or uint8 (then scale/mean/std are not applied)
+    background: str = "keep"          # or whiten: paint a plain non-white background white first (lookalike.background)
 
 
 @dataclass
@@ -73,9 +74,11 @@ class ModelManifest:
         another recipe of the same network is told apart."""
         base = f"{self.name}@{self.sha256[:12]}"
         e = self.embedding
-        if not e.append_heads and not e.flip:
+        extras = (["flip"] if e.flip else []) + ([f"background={self.input.background}"]
+                                                 if self.input.background != "keep" else [])
+        if not e.append_heads and not extras:
             return base
-        recipe = json.dumps([sorted(e.append_heads.items()), e.append_power] + (["flip"] if e.flip else []))
+        recipe = json.dumps([sorted(e.append_heads.items()), e.append_power] + extras)
         return f"{base}+{hashlib.sha1(recipe.encode()).hexdigest()[:6]}"
 
     def to_json(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..background import whiten_background
 from ..errors import ModelError
 from ..images import fit
 from .base import Embedder, Outputs, l2_normalise
@@ -57,6 +58,8 @@ class OnnxEmbedder(Embedder):
         unknown = [h for h in m.embedding.append_heads if h not in m.heads]
         if unknown:
             raise ModelError(f"{m.name}: embedding.append_heads names heads the model does not have: {', '.join(unknown)}")
+        if m.input.background not in ("keep", "whiten"):
+            raise ModelError(f"{m.name}: unknown input background {m.input.background!r} (keep, whiten)")
         self._resample = RESAMPLE.get(m.input.interpolation)
         if self._resample is None:
             raise ModelError(f"{m.name}: unknown interpolation {m.input.interpolation!r} ({', '.join(RESAMPLE)})")
@@ -68,6 +71,8 @@ class OnnxEmbedder(Embedder):
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         spec = self.manifest.input
+        if spec.background == "whiten":
+            image = whiten_background(image)
         pixels = np.asarray(fit(image, self.input_size, spec.resize, self._resample), dtype=np.uint8)
         if spec.channels == "BGR":
             pixels = pixels[..., ::-1]
