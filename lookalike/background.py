@@ -50,26 +50,26 @@ def background_mask(image: Image.Image, tolerance: float = TOLERANCE) -> np.ndar
     reached = np.zeros_like(similar)
     for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
         reached[edge] = similar[edge]
-    while True:                      # grow from the border through similar pixels (4-connected)
-        grown = reached.copy()
-        grown[1:] |= reached[:-1]
-        grown[:-1] |= reached[1:]
-        grown[:, 1:] |= reached[:, :-1]
-        grown[:, :-1] |= reached[:, 1:]
-        grown &= similar
+    while True:                      # grow from the border through similar pixels
+        grown = _grow(reached) & similar
         if np.array_equal(grown, reached):
             break
         reached = grown
     # one step further into pixels half-way to the background colour: the blended rim around the garment
-    rim = reached.copy()
-    rim[1:] |= reached[:-1]
-    rim[:-1] |= reached[1:]
-    rim[:, 1:] |= reached[:, :-1]
-    rim[:, :-1] |= reached[:, 1:]
-    reached = rim & (distance < 2 * tolerance)
+    reached = _grow(reached) & (distance < 2 * tolerance)
     if not reached.any() or reached.mean() > MOST:
         return None
     return reached
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """`mask` and its 4-connected neighbours."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 def whiten_background(image: Image.Image, tolerance: float = TOLERANCE) -> Image.Image:

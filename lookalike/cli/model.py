@@ -35,7 +35,7 @@ def import_(onnx_file: Path = typer.Argument(..., help="an ONNX image model"),
             input_name: Optional[str] = typer.Option(None, "--input", help="input name (default: the first)"),
             output: Optional[str] = typer.Option(None, help="embedding output name (default: the first)"),
             pooling: str = typer.Option("none", help="for a 4-D feature-map output: avg or max"),
-            flip: bool = typer.Option(False, help="average each photo's outputs with its mirror image's (twice the time)"),
+            flip: bool = typer.Option(False, help="average each photo's outputs with its mirror image's (a second pass of the network)"),
             background: str = typer.Option("keep", help="keep, or whiten: paint a plain coloured background white first"),
             force: bool = typer.Option(False, help="replace a model registered under the same name")):
     """Register any ONNX image backbone (see docs/models.md for ResNet50, Xception, InceptionV3 recipes)."""
