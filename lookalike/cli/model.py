@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import LookalikeError
 from ..models import EmbeddingSpec, InputSpec, import_model, list_models, load_model, model_home
-from ..models.manifest import IMAGENET_MEAN, IMAGENET_STD
+from ..models.manifest import BACKGROUNDS, IMAGENET_MEAN, IMAGENET_STD
 from .common import cli_errors, err, out
 
 model_app = typer.Typer(help="Register, list and describe embedding models.", no_args_is_help=True)
@@ -42,7 +42,7 @@ def import_(onnx_file: Path = typer.Argument(..., help="an ONNX image model"),
     if norm not in NORMS:
         raise LookalikeError(f"unknown --norm {norm!r} ({', '.join(NORMS)})")
     if layout not in ("NCHW", "NHWC") or pooling not in ("none", "avg", "max") or resize not in ("pad", "stretch", "crop") \
-            or background not in ("keep", "whiten"):
+            or background not in BACKGROUNDS:
         raise LookalikeError("--layout is NCHW or NHWC, --pooling none/avg/max, --resize pad/stretch/crop, "
                              "--background keep/whiten")
     m, s, scale = NORMS[norm]

@@ -14,6 +14,7 @@ MANIFEST = "model.json"
 FORMAT = "lookalike-model"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
+BACKGROUNDS = ("keep", "whiten")    # InputSpec.background: leave photos as they are, or lookalike.background
 
 
 @dataclass
@@ -70,8 +71,8 @@ class ModelManifest:
 
     @property
     def id(self) -> str:
-        """name@checksum; a search vector recipe that appends heads adds a digest of it, so an index built with
-        another recipe of the same network is told apart."""
+        """name@checksum; a search vector recipe (appended heads, mirror averaging, background whitening) adds a
+        digest of it, so an index built with another recipe of the same network is told apart."""
         base = f"{self.name}@{self.sha256[:12]}"
         e = self.embedding
         extras = (["flip"] if e.flip else []) + ([f"background={self.input.background}"]

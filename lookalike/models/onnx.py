@@ -13,7 +13,7 @@ from ..errors import ModelError
 from ..images import fit
 from .base import Embedder, Outputs, l2_normalise
 from ..files import sha256_file
-from .manifest import ModelManifest
+from .manifest import BACKGROUNDS, ModelManifest
 
 RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
             "area": Image.BOX, "lanczos": Image.LANCZOS}
@@ -58,8 +58,8 @@ class OnnxEmbedder(Embedder):
         unknown = [h for h in m.embedding.append_heads if h not in m.heads]
         if unknown:
             raise ModelError(f"{m.name}: embedding.append_heads names heads the model does not have: {', '.join(unknown)}")
-        if m.input.background not in ("keep", "whiten"):
-            raise ModelError(f"{m.name}: unknown input background {m.input.background!r} (keep, whiten)")
+        if m.input.background not in BACKGROUNDS:
+            raise ModelError(f"{m.name}: unknown input background {m.input.background!r} ({', '.join(BACKGROUNDS)})")
         self._resample = RESAMPLE.get(m.input.interpolation)
         if self._resample is None:
             raise ModelError(f"{m.name}: unknown interpolation {m.input.interpolation!r} ({', '.join(RESAMPLE)})")
