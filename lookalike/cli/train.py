@@ -29,7 +29,10 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           extra: Optional[Path] = typer.Option(None, help="photos of a second domain (e.g. garment crops of real photos)"),
           extra_metadata: Optional[Path] = typer.Option(None, help="labels of the --extra photos (same column names)"),
           extra_repeat: int = typer.Option(4, min=1, help="times per epoch each --extra photo is seen"),
-          epochs: int = typer.Option(8, min=1), batch_size: int = typer.Option(128, min=8),
+          heads_only: bool = typer.Option(False, "--heads-only", help="keep --init's network as it is and fit only "
+                                          "the attribute heads on its embedding (minutes; any ONNX model folder)"),
+          epochs: Optional[int] = typer.Option(None, min=1, help="default: 8, or 30 with --heads-only"),
+          batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
           blocks: Optional[str] = typer.Option(None, help="residual blocks per stage, e.g. 1,1,2,2 (default: those of "
                                                "--init, else one each); added blocks start as the identity"),
@@ -42,9 +45,12 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
 
     if quantize not in ("auto", "int8", "float32"):
         raise LookalikeError("--quantize is auto, int8 or float32")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
-                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_blocks(blocks))
     command = "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if heads_only:
+        return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
+                           name, quantize, command)
+    config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
+                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_blocks(blocks))
     with RichProgress(err) as progress:
         report = run(photos, metadata, out=out_dir, labels=label, init=init, teacher=teacher, backgrounds=backgrounds,
                      extra=(extra, extra_metadata) if extra else None,
@@ -57,6 +63,27 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
                       f"{v['images_per_s_model_only']:.0f}", f"{v['megabytes']:.1f}")
     err.print(table)
     err.print(f"trained on {report.products:,} products ({report.validation:,} validation) in "
+              f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
+
+
+def _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed, name,
+                quantize, command) -> None:
+    from ..train.heads import HeadsConfig, fit_heads
+
+    if not init:
+        raise LookalikeError("--heads-only fits heads on an existing model: name it with --init (e.g. --init default)")
+    config = HeadsConfig(extra_repeat=extra_repeat, seed=seed, **({"epochs": epochs} if epochs else {}))
+    with RichProgress(err) as progress:
+        report = fit_heads(photos, metadata, init=init, out=out_dir, labels=label, config=config, name=name, quantize=quantize,
+                           extra=(extra, extra_metadata) if extra else None, progress=progress, command=command,
+                           log=lambda m: err.print(m, highlight=False))
+    table = Table("head", "validation top-1", "the model's own head", title=f"{report.validation:,} validation products")
+    for head, t in report.top1.items():
+        table.add_row(head, *(f"{t[k]:.3f}" if t[k] is not None else "-" for k in ("after", "before")))
+    err.print(table)
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/] {reason}", highlight=False)
+    err.print(f"heads fitted on {report.products:,} products ({len(report.skipped)} skipped) in "
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
 
 

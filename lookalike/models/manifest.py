@@ -65,18 +65,23 @@ class ModelManifest:
     input: InputSpec = field(default_factory=InputSpec)
     embedding: EmbeddingSpec = field(default_factory=EmbeddingSpec)
     heads: dict[str, HeadSpec] = field(default_factory=dict)
+    # Heads fitted on the embedding after the fact (`lookalike train --heads-only`): a second ONNX file whose input
+    # is the unit embedding ("embedding") and whose outputs are the heads. When set, every head is read from it.
+    heads_onnx: str | None = None
+    heads_sha256: str = ""
     card: str | None = None           # a Markdown model card beside the manifest
     format: str = FORMAT
     version: int = 1
 
     @property
     def id(self) -> str:
-        """name@checksum; a search vector recipe (appended heads, mirror averaging, background whitening) adds a
-        digest of it, so an index built with another recipe of the same network is told apart."""
+        """name@checksum; a search vector recipe (appended heads, mirror averaging, background whitening, heads
+        fitted apart) adds a digest of it, so an index built with another recipe of the same network is told apart."""
         base = f"{self.name}@{self.sha256[:12]}"
         e = self.embedding
         extras = (["flip"] if e.flip else []) + ([f"background={self.input.background}"]
                                                  if self.input.background != "keep" else [])
+        extras += [f"heads={self.heads_sha256[:12]}"] if self.heads_onnx else []
         if not e.append_heads and not extras:
             return base
         recipe = json.dumps([sorted(e.append_heads.items()), e.append_power] + extras)

@@ -47,9 +47,14 @@ class OnnxEmbedder(Embedder):
         self.input_name = m.input.name or inputs[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         self.embedding_output = m.embedding.output or outputs[0]
-        for needed in [self.embedding_output, *(h.output for h in m.heads.values())]:
-            if needed not in outputs:
-                raise ModelError(f"{onnx_path}: no output named {needed!r} (outputs: {', '.join(outputs)})")
+        self.heads_session = self._heads_session(verify) if m.heads_onnx else None
+        for path, session, needed in [(onnx_path, self.session, [self.embedding_output]),
+                                      (self.folder / (m.heads_onnx or m.onnx), self.heads_session or self.session,
+                                       [h.output for h in m.heads.values()])]:
+            names = [o.name for o in session.get_outputs()]
+            for name in needed:
+                if name not in names:
+                    raise ModelError(f"{path}: no output named {name!r} (outputs: {', '.join(names)})")
         self.name = m.name
         self.id = m.id
         self.dim = m.dim
@@ -69,6 +74,14 @@ class OnnxEmbedder(Embedder):
         self._mean = np.asarray(m.input.mean, np.float32) / scale if m.input.dtype != "uint8" else None
         self._std = np.asarray(m.input.std, np.float32) / scale if m.input.dtype != "uint8" else None
 
+    def _heads_session(self, verify: bool):
+        path = self.folder / self.manifest.heads_onnx
+        if not path.is_file():
+            raise ModelError(f"{self.folder}: heads file {self.manifest.heads_onnx} is missing")
+        if verify and sha256_file(path) != self.manifest.heads_sha256:
+            raise ModelError(f"{path}: checksum does not match its manifest (file changed or damaged)")
+        return _session(path, threads=1)
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         spec = self.manifest.input
         if spec.background == "whiten":
@@ -83,10 +96,9 @@ class OnnxEmbedder(Embedder):
         return np.ascontiguousarray(arr.transpose(2, 0, 1)) if spec.layout == "NCHW" else arr
 
     def forward(self, batch: np.ndarray) -> Outputs:
-        emb, heads = self._run(batch)
+        emb, heads = self.run_once(batch)
         if self.manifest.embedding.flip:
-            width_axis = 3 if self.manifest.input.layout == "NCHW" else 2
-            mirrored, mirrored_heads = self._run(np.ascontiguousarray(np.flip(batch, axis=width_axis)))
+            mirrored, mirrored_heads = self.run_once(batch, mirrored=True)
             emb = emb + mirrored
             heads = {k: (v + mirrored_heads[k]) / 2 for k, v in heads.items()}
         vectors = self._search_vector(l2_normalise(emb), heads)
@@ -94,24 +106,31 @@ class OnnxEmbedder(Embedder):
             raise ModelError(f"{self.name}: the manifest says {self.dim} dims but the model gives {vectors.shape[1]}")
         return Outputs(vectors, heads)
 
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One pass of the network: unit embeddings and, per head, probabilities."""
-        names = [self.embedding_output, *(h.output for h in self.manifest.heads.values())]
+    def run_once(self, batch: np.ndarray, mirrored: bool = False, heads: bool = True
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One pass of the network over a preprocessed batch (or its mirror image): unit embeddings and, per
+        head, probabilities (`forward` adds mirror averaging and the search vector)."""
+        if mirrored:
+            batch = np.ascontiguousarray(np.flip(batch, axis=3 if self.manifest.input.layout == "NCHW" else 2))
+        specs = list(self.manifest.heads.values()) if heads else []
+        names = [self.embedding_output, *(h.output for h in specs if self.heads_session is None)]
         results = self.session.run(names, {self.input_name: batch})
         emb = results[0]
         if emb.ndim == 4:
             axes = (2, 3) if self.manifest.embedding.layout == "NCHW" else (1, 2)
             pooling = self.manifest.embedding.pooling
             emb = emb.max(axis=axes) if pooling == "max" else emb.mean(axis=axes)
-        emb = l2_normalise(emb.reshape(len(batch), -1))
-        heads = {}
+        emb = l2_normalise(emb.reshape(len(batch), -1).astype(np.float32))
+        if specs and self.heads_session is not None:
+            results = [emb, *self.heads_session.run([h.output for h in specs], {"embedding": emb})]
+        probs = {}
         for (head, spec), out in zip(self.manifest.heads.items(), results[1:]):
             out = out.astype(np.float32).reshape(len(batch), -1)
             if spec.activation == "softmax":
                 out = np.exp(out - out.max(axis=1, keepdims=True))
                 out /= out.sum(axis=1, keepdims=True)
-            heads[head] = out
-        return emb, heads
+            probs[head] = out
+        return emb, probs
 
     def _search_vector(self, emb: np.ndarray, heads: dict[str, np.ndarray]) -> np.ndarray:
         """The embedding, with the predictions of `embedding.append_heads` appended (see EmbeddingSpec)."""

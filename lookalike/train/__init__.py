@@ -83,8 +83,9 @@ def _init_weights(init: str | Path) -> dict:
 def init_blocks(init: str | Path) -> tuple:
     """Residual blocks per stage of the model to start from (one each for models trained before the option)."""
     record = model_folder(init) / "training.json"
-    config = json.loads(record.read_text()).get("config", {}) if record.is_file() else {}
-    return tuple(config.get("blocks") or (1, 1, 1, 1))
+    training = json.loads(record.read_text()) if record.is_file() else {}
+    network = training.get("base_training") or training    # heads fitted apart (--heads-only) keep the network
+    return tuple(network.get("config", {}).get("blocks") or (1, 1, 1, 1))
 
 
 def _val_scores(model, data, rows: np.ndarray) -> dict:

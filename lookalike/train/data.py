@@ -99,6 +99,15 @@ def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[
     columns = {c: [p.metadata.get(c) for p in products] for c in wanted}
     if all(c in wanted for c in PAIR):
         columns["+".join(PAIR)] = [None if None in (a, b) else f"{a}|{b}" for a, b in zip(*(columns[c] for c in PAIR))]
+    encoded, vocab = encode_labels(columns, val, min_count)
+    teacher_vectors = _teacher(teacher, ids) if teacher else None
+    return TrainData(ids, images, encoded, vocab, val, teacher_vectors, is_extra if extra else None)
+
+
+def encode_labels(columns: dict[str, list], val: np.ndarray, min_count: int = 5
+                  ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Per column, class indices (MISSING when unknown, held out of the vocabulary or too rare) and the classes:
+    the values seen at least `min_count` times outside validation. Columns with fewer than 2 classes are left out."""
     encoded, vocab = {}, {}
     for name, values in columns.items():
         counts: dict[str, int] = {}
@@ -111,8 +120,7 @@ def load(photos: str | Path | None, metadata: str | Path | None, *, size: tuple[
         index = {v: i for i, v in enumerate(classes)}
         encoded[name] = np.array([index.get(v, MISSING) if v is not None else MISSING for v in values], np.int64)
         vocab[name] = classes
-    teacher_vectors = _teacher(teacher, ids) if teacher else None
-    return TrainData(ids, images, encoded, vocab, val, teacher_vectors, is_extra if extra else None)
+    return encoded, vocab
 
 
 def _teacher(path: str | Path, ids: list[str]) -> np.ndarray:

@@ -1,0 +1,301 @@
+"""Attribute heads fitted on a frozen model's embedding: `lookalike train PHOTOS --init MODEL --heads-only`.
+
+The backbone is not touched: each photo (and its mirror image) is embedded once by the model as it runs
+(its own input policy), then one small network per label column (unit embedding -> 512 ReLU -> classes,
+dropout 0.3, label smoothing 0.1, AdamW with a one-cycle schedule) learns the column from those vectors. The
+heads are written as a second ONNX file (`heads.onnx`, input "embedding") beside a copy of the model, and
+the manifest reads every head from it. Minutes on a CPU instead of hours, and it works on any ONNX backbone,
+including an imported one that had no heads (so `classify` and the agreement re-ranking work with it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import Catalog
+from ..errors import ImageError, LookalikeError, ModelError
+from ..files import sha256_file
+from ..images import load_image
+from ..models import load_model
+from ..models.manifest import MANIFEST, HeadSpec
+from ..models.onnx import OnnxEmbedder
+from ..progress import NoProgress, Progress
+from .data import MISSING, default_labels, encode_labels, is_validation
+
+HEADS_FILE = "heads.onnx"
+MIN_STEPS = 400         # optimiser steps per head at least, however small the catalog
+
+
+@dataclass
+class HeadsConfig:
+    hidden: int = 512
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    dropout: float = 0.3
+    label_smoothing: float = 0.1
+    extra_repeat: int = 4
+    seed: int = 0
+
+
+@dataclass
+class HeadsReport:
+    out: Path
+    products: int
+    validation: int
+    skipped: list[tuple[str, str]]
+    top1: dict[str, dict[str, float | None]]   # head -> {"before": base model's head (None if it had none), "after"}
+    seconds: float
+
+
+def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, batch: int = 128
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[tuple[int, str]]]:
+    """Each readable photo and its mirror image through the model: unit embeddings (2, N, D), the model's own
+    head probabilities per view (head -> (2, N, C)), the rows kept and the errors."""
+    embs, probs, kept, errors = [], {}, [], []
+
+    def prepare(i):
+        try:
+            return i, model.preprocess(load_image(paths[i], draft_size=model.input_size)), None   # as indexing decodes
+        except ImageError as exc:
+            return i, None, str(exc)
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(paths), batch):
+            ready = []
+            for i, x, error in pool.map(prepare, range(start, min(len(paths), start + batch))):
+                (errors.append((i, error)) if x is None else ready.append((i, x)))
+            if ready:
+                x = np.stack([x for _, x in ready])
+                views = [model.run_once(x), model.run_once(x, mirrored=True)]
+                embs.append(np.stack([e for e, _ in views]))
+                for head in views[0][1]:
+                    probs.setdefault(head, []).append(np.stack([h[head] for _, h in views]))
+                kept += [i for i, _ in ready]
+            progress.advance(min(batch, len(paths) - start))
+    if not embs:
+        raise LookalikeError("none of the photos could be read")
+    return np.concatenate(embs, axis=1), {h: np.concatenate(v, axis=1) for h, v in probs.items()}, kept, errors
+
+
+def _fit_head(x, y, classes: int, config: HeadsConfig):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(config.seed)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], config.hidden), torch.nn.ReLU(),
+                              torch.nn.Dropout(config.dropout), torch.nn.Linear(config.hidden, classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batches = -(-len(x) // config.batch_size)
+    epochs = max(config.epochs, -(-MIN_STEPS // batches))   # a small catalog gets more passes
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=epochs * batches)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(config.seed)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for b in range(batches):
+            rows = order[b * config.batch_size:(b + 1) * config.batch_size]
+            loss = F.cross_entropy(net(x[rows]), y[rows], label_smoothing=config.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return net.eval()
+
+
+def _export(nets: dict, dim: int, path: Path) -> None:
+    import torch
+
+    class Heads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.heads = torch.nn.ModuleDict(nets)
+
+        def forward(self, embedding):
+            return tuple(self.heads[h](embedding) for h in nets)
+
+    names = list(nets)
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact and dependency-free
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Heads().eval(), (torch.zeros(2, dim),), str(path), input_names=["embedding"],
+                          output_names=names, dynamic_axes={n: {0: "batch"} for n in ["embedding", *names]},
+                          opset_version=17, dynamo=False)
+
+
+def _top1(probs: np.ndarray, flip: bool, labels: list[str], truth: list) -> float | None:
+    """Top-1 accuracy of per-view probabilities (2, N, C) as the model reports them (mirror-averaged or not), over
+    the products with a value; a value outside the head's classes counts as a miss."""
+    p = probs.mean(axis=0) if flip else probs[0]
+    known = [i for i, v in enumerate(truth) if v is not None]
+    if not known:
+        return None
+    predicted = p[known].argmax(axis=1)
+    return round(sum(labels[j] == truth[i] for i, j in zip(known, predicted)) / len(known), 4)
+
+
+def _head_probs(model: OnnxEmbedder, views: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for v in views:
+        for head, spec in zip(model.manifest.heads, model.heads_session.run(None, {"embedding": v})):
+            e = np.exp(spec - spec.max(axis=1, keepdims=True))
+            out.setdefault(head, []).append(e / e.sum(axis=1, keepdims=True))
+    return {h: np.stack(v) for h, v in out.items()}
+
+
+def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list[str] | None = None,
+              extra: tuple | None = None, config: HeadsConfig | None = None, name: str | None = None,
+              quantize: str = "auto", progress: Progress | None = None, log=print, command: str | None = None) -> HeadsReport:
+    """Fit one head per label column on `init`'s embedding and write the model with them to `out`
+    (atomically: a copy of the model, heads.onnx, its manifest and training.json). `quantize`: auto keeps int8
+    weights when every head's validation top-1 is within 0.01 of float32's; int8 or float32 force one. `extra` = (photos,
+    metadata) of a second domain (e.g. garment crops of real photos), trained on `extra_repeat` times, never
+    held out. Validation: the products `is_validation(id, 0.1)` picks, as for full training."""
+    from ..train import _require_torch
+
+    _require_torch()
+    config = config or HeadsConfig()
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    out = _replaceable(Path(out))
+    base = load_model(str(init))
+    if not isinstance(base, OnnxEmbedder):
+        raise ModelError(f"--heads-only needs an ONNX model folder to start from, not {base.name!r}")
+    catalog = Catalog.read(photos, metadata)
+    wanted = list(labels) if labels is not None else default_labels(catalog)
+    missing = [c for c in wanted if c not in catalog.columns]
+    if missing or not wanted:
+        raise LookalikeError(f"no label column {missing[0]!r}; columns are {', '.join(catalog.columns) or 'none'}"
+                             if missing else "no label columns to fit heads on (name them with --label)")
+    products = catalog.products + (Catalog.read(*extra).products if extra else [])
+    progress.start(len(products), "embedding")
+    views, own, kept, errors = embed_views(base, [p.path for p in products], progress)
+    is_extra = np.array([i >= len(catalog.products) for i in kept])
+    ids = [products[i].id for i in kept]
+    val = np.array([is_validation(pid, 0.1) for pid in ids]) & ~is_extra
+    columns = {c: [products[i].metadata.get(c) for i in kept] for c in wanted}
+    encoded, vocab = encode_labels(columns, val)
+    if not vocab:
+        raise LookalikeError("no label column has two classes with at least 5 products each")
+    repeat = np.where(is_extra, config.extra_repeat, 1)
+    progress.start(len(vocab), "fitting heads")
+    nets, top1 = {}, {}
+    for head, y in encoded.items():
+        rows = np.repeat(np.flatnonzero(~val & (y != MISSING)), repeat[~val & (y != MISSING)])
+        x = np.concatenate([views[0, rows], views[1, rows]])
+        nets[head] = _fit_head(x, np.concatenate([y[rows], y[rows]]), len(vocab[head]), config)
+        progress.advance(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a model folder is as shareable as any folder
+    try:
+        for f in base.folder.iterdir():
+            if f.is_file() and f.name not in (MANIFEST, HEADS_FILE, "training.json", "CARD.md"):
+                shutil.copyfile(f, tmp / f.name)
+        variants = _export_variants(nets, views.shape[2], tmp, quantize)
+        megabytes = {v: round(path.stat().st_size / 1e6, 2) for v, path in variants.items()}
+        vrows = np.flatnonzero(val)
+        flip = base.manifest.embedding.flip
+        truth = {h: [columns[h][i] for i in vrows] for h in encoded}
+        scores = {}
+        for variant, path in variants.items():
+            model = _write(base, path, vocab, tmp, name or out.name, views.shape[2])
+            new = _head_probs(model, views[:, vrows]) if len(vrows) else {}
+            scores[variant] = {h: _top1(new[h], flip, vocab[h], truth[h]) if new else None for h in encoded}
+        chosen = _choose(scores, quantize)
+        os.replace(variants[chosen], tmp / HEADS_FILE)
+        for path in variants.values():
+            path.unlink(missing_ok=True)
+        _write(base, tmp / HEADS_FILE, vocab, tmp, name or out.name, views.shape[2])
+        for head in encoded:
+            before = _top1(own[head][:, vrows], flip, base.heads[head], truth[head]) if head in own and len(vrows) else None
+            top1[head] = {"before": before, "after": scores[chosen][head]}
+        seconds = time.perf_counter() - started
+        (tmp / "training.json").write_text(json.dumps({
+            "command": command, "stage": "heads", "base": base.id, "config": asdict(config), "variant": chosen,
+            "variants": {v: {"validation_top1": sc, "megabytes": megabytes[v]} for v, sc in scores.items()},
+            "heads": {k: len(v) for k, v in vocab.items()}, "products": len(ids), "validation": int(val.sum()),
+            "extra_products": int(is_extra.sum()), "skipped": len(errors), "validation_top1": top1,
+            "seconds": round(seconds, 1), "base_training": _base_training(base.folder),
+        }, indent=2) + "\n")
+        _put_in_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for head, t in top1.items():
+        log(f"{head}: validation top-1 {t['after']}" + (f" (the model's own head: {t['before']})" if t["before"] else ""))
+    return HeadsReport(out, len(ids), int(val.sum()), [(str(products[i].path), e) for i, e in errors], top1, seconds)
+
+
+def _export_variants(nets: dict, dim: int, folder: Path, quantize: str) -> dict[str, Path]:
+    """The heads as float32 ONNX and, unless `quantize` is float32, with int8 weights (dynamic quantization)."""
+    variants = {"float32": folder / "heads-float32.onnx"}
+    _export(nets, dim, variants["float32"])
+    if quantize != "float32":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        variants["int8"] = folder / "heads-int8.onnx"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)   # its advice to pre-process first applies to conv nets, not to these
+        try:
+            quantize_dynamic(str(variants["float32"]), str(variants["int8"]), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+    return variants
+
+
+def _choose(scores: dict[str, dict[str, float | None]], quantize: str) -> str:
+    """int8 when asked, or (auto) when every head's validation top-1 is within 0.01 of float32's."""
+    if quantize in ("int8", "float32"):
+        return quantize
+    f, q = scores["float32"], scores["int8"]
+    return "int8" if all(q[h] is None or q[h] >= f[h] - 0.01 for h in f) else "float32"
+
+
+def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], folder: Path, name: str, dim: int
+           ) -> OnnxEmbedder:
+    """The manifest of `base` with the heads read from `heads_file` (in `folder`)."""
+    m = base.manifest
+    append = {h: w for h, w in m.embedding.append_heads.items() if h in vocab}
+    manifest = replace(m, name=name, heads={h: HeadSpec(output=h, labels=list(v)) for h, v in vocab.items()},
+                       heads_onnx=heads_file.name, heads_sha256=sha256_file(heads_file),
+                       dim=dim + sum(len(vocab[h]) for h in append), card=None,
+                       embedding=replace(m.embedding, append_heads=append))
+    (folder / MANIFEST).write_text(manifest.to_json())
+    return OnnxEmbedder(folder)
+
+
+def _base_training(folder: Path) -> dict | None:
+    record = folder / "training.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def _replaceable(out: Path) -> Path:
+    if out.exists() and not (out / MANIFEST).is_file():
+        raise LookalikeError(f"{out} exists and is not a model folder; refusing to replace it")
+    return out
+
+
+def _put_in_place(tmp: Path, out: Path) -> None:
+    if _replaceable(out).exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)

@@ -1,0 +1,79 @@
+"""`lookalike train --heads-only`: heads fitted on a frozen model's embedding, for the default model and for an
+imported backbone that had none."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import DEMO, DEMO_CSV
+from tests_models_helper import tiny_onnx_model
+
+pytest.importorskip("torch", reason="fitting heads needs the train extra (torch)")
+
+from lookalike import Embedder, Index  # noqa: E402
+from lookalike.cli import app  # noqa: E402
+from lookalike.errors import ModelError  # noqa: E402
+from lookalike.train.heads import HEADS_FILE, fit_heads  # noqa: E402
+
+CLASSES = sorted(p.name for p in DEMO.iterdir() if p.is_dir())
+
+
+@pytest.fixture(scope="module")
+def on_default(tmp_path_factory):
+    out = tmp_path_factory.mktemp("heads") / "demo-heads"
+    report = fit_heads(DEMO, DEMO_CSV, init="default", out=out, log=lambda m: None)
+    return out, report
+
+
+def test_heads_on_the_default_model_learn_the_catalogs_own_column(on_default, tmp_path):
+    out, report = on_default
+    model = Embedder.load(str(out))
+    assert list(model.heads) == ["class"] and sorted(model.heads["class"]) == CLASSES
+    # 10 classes: chance is 0.1 on the demo photos held out by id
+    assert report.validation > 10 and report.top1["class"]["after"] >= 0.4
+    assert report.top1["class"]["before"] is None          # the default model has no "class" head of its own
+    index = Index.build(DEMO, DEMO_CSV, out=tmp_path / "demo.idx", model=str(out))
+    hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
+    prediction = index.classify(hat, columns=["class"])["class"]
+    assert prediction.labels[0] == "hat"
+    assert model.id != Embedder.load("default").id         # an index of the default model refuses this one
+    log = json.loads((out / "training.json").read_text())
+    assert log["stage"] == "heads" and log["base"] == Embedder.load("default").id and log["products"] == 200
+
+
+def test_a_backbone_without_heads_gets_heads_and_the_base_is_untouched(tmp_path):
+    base = tiny_onnx_model(tmp_path)
+    assert not base.heads
+    out = tmp_path / "with-heads"
+    fit_heads(DEMO, DEMO_CSV, init=str(base.folder), out=out, log=lambda m: None)
+    model = Embedder.load(str(out))
+    for p in model.predict(sorted(DEMO.glob("*/*.jpg"))[:3], top=10):
+        assert set(p) == {"class"} and sum(p["class"].probs) == pytest.approx(1.0, abs=1e-3)
+    assert not (base.folder / HEADS_FILE).exists() and not Embedder.load(str(base.folder)).heads
+    assert np.allclose(model.encode(sorted(DEMO.glob("hat/*.jpg"))[:2]), base.encode(sorted(DEMO.glob("hat/*.jpg"))[:2]))
+
+
+def test_changed_heads_file_is_refused(on_default, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(on_default[0], copy)
+    with open(copy / HEADS_FILE, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelError, match="checksum"):
+        Embedder.load(str(copy))
+
+
+def test_cli_heads_only_needs_init_and_never_replaces_a_foreign_folder(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(DEMO), "--metadata", str(DEMO_CSV), "--heads-only", "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0 and "--init" in result.output and "Traceback" not in result.output
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["train", str(DEMO), "--metadata", str(DEMO_CSV), "--heads-only", "--init", "default",
+                                 "--out", str(foreign)])
+    assert result.exit_code != 0 and "not a model folder" in result.output
+    assert (foreign / "keep.txt").read_text() == "mine" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
