@@ -144,7 +144,8 @@ def main() -> None:
             model, out, columns, val_rows, CLASSIFY)
     onnx = getattr(model, "folder", None)
     if onnx:
-        results["model_megabytes"] = round((Path(onnx) / model.manifest.onnx).stat().st_size / 1e6, 2)
+        files = [model.manifest.onnx] + ([model.manifest.heads_onnx] if model.manifest.heads_onnx else [])
+        results["model_megabytes"] = round(sum((Path(onnx) / f).stat().st_size for f in files) / 1e6, 2)
         training = Path(onnx) / "training.json"
         if training.exists():
             t = json.loads(training.read_text())

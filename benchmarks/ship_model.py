@@ -15,6 +15,7 @@ from common import RESULTS, ROOT
 
 TARGET = ROOT / "lookalike" / "models" / "default"
 FILES = ("model.onnx", "model.json", "weights.safetensors", "training.json")
+HEADS = "heads.onnx"     # a model whose heads were refitted (`lookalike train --heads-only`) has them here
 TARGETS = {"articleType": 0.85, "baseColour": 0.65, "gender": 0.90, "articleType+baseColour": 0.55}
 SEARCHED = " + agreement re-ranking (search)"
 CLS_TARGETS = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98, "gender": 0.90, "baseColour": 0.65}
@@ -23,7 +24,8 @@ CLS_TARGETS = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98,
 def card(folder: Path, bench: dict) -> str:
     training = json.loads((folder / "training.json").read_text())
     manifest = json.loads((folder / "model.json").read_text())
-    cfg = training["config"]
+    backbone = training.get("base_training") or training    # a heads-only run describes the network it kept
+    cfg = backbone["config"]
     name = bench["model"]
     rows = []
     searched = bench.get("catalog_search", {})
@@ -41,7 +43,7 @@ def card(folder: Path, bench: dict) -> str:
     heads = ", ".join(f"{h} ({len(v['labels'])} classes)" for h, v in manifest["heads"].items())
     results = searched.get(name) or bench["catalog"][name]     # what search returns by default
     missed = [f"{f} P@10 {results[f]['P@10']:.3f} < {t}" for f, t in TARGETS.items() if results[f]["P@10"] < t]
-    missed += [f"{h} top-1 {a:.3f} < {CLS_TARGETS[h]} ({with_catalog.get(h, '-')} with catalog neighbours)"
+    missed += [f"{h} top-1 {a:.4f} < {CLS_TARGETS[h]} ({with_catalog.get(h, '-')} with catalog neighbours)"
                for h, a in cls.items() if a < CLS_TARGETS.get(h, 0)]
     return f"""# {manifest['name']}: lookalike's default fashion model
 
@@ -56,18 +58,18 @@ pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (
 
 {search_vector(manifest, cfg)}
 ## Training
-- Data: {training['products'] - training.get('extra_products', 0):,} catalog products; {training['validation']:,} held out for validation by product id
-  (crc32(id) mod 10000 < 1000: `lookalike.train.data.is_validation`).{extra_line(training)}
+- Data: {backbone['products'] - backbone.get('extra_products', 0):,} catalog products; {backbone['validation']:,} held out for validation by product id
+  (crc32(id) mod 10000 < 1000: `lookalike.train.data.is_validation`).{extra_line(backbone)}
 - Loss: normalised-softmax proxy heads on the embedding (one learned proxy per class, scale 16, label smoothing 0.1)
   for each label column plus an (articleType, baseColour) pair head; a proxy loss needs no pair or triplet mining,
-  which matters on a 2-core CPU. {('Distillation: a 2-layer projection of the pooled features predicts the reference ImageNet MobileNetV2 feature of the clean catalog photo (cosine loss, weight ' + str(cfg['distill_weight']) + '); the teacher is used at training time only, never shipped or loaded at run time.') if training.get('teacher') else ''}
+  which matters on a 2-core CPU. {('Distillation: a 2-layer projection of the pooled features predicts the reference ImageNet MobileNetV2 feature of the clean catalog photo (cosine loss, weight ' + str(cfg['distill_weight']) + '); the teacher is used at training time only, never shipped or loaded at run time.') if backbone.get('teacher') else ''}
 - Augmentation: flips, random affine (zoom 0.6-1.15, +-12 degrees, shifts); for {int(cfg['photo_p'] * 100)}% of samples the white
-  background replaced by photo patches{' (the training half of Clothing Co-Parsing, person pixels excluded)' if training.get('backgrounds') else ''},
+  background replaced by photo patches{' (the training half of Clothing Co-Parsing, person pixels excluded)' if backbone.get('backgrounds') else ''},
   flat colours, gradients or textures, then light (gain, contrast, gamma, a slight white-balance cast), low
   resolution and noise. No hue jitter: colour is a label.
 - Optimiser: AdamW (lr {cfg['lr']}, weight decay {cfg['weight_decay']}), one-cycle schedule, batch {cfg['batch_size']},
-  {cfg['epochs']} epochs (best epoch {training['best_epoch']} by validation P@10), seed {cfg['seed']}.
-{stages(training, manifest['name'])}
+  {cfg['epochs']} epochs (best epoch {backbone['best_epoch']} by validation P@10), seed {cfg['seed']}.
+{heads_line(training)}{stages(training, manifest['name'])}
   (teacher features: `benchmarks/core.py` writes the reference's features as `.npy` + `.ids.txt`;
   backgrounds: `python benchmarks/ccp.py backgrounds DIR`).
 
@@ -168,8 +170,26 @@ def extra_line(training: dict) -> str:
 
 
 def variant_line(training: dict) -> str:
-    v = training["variant"]
-    return "int8, static QDQ quantization" if v == "int8" else "float32"
+    backbone = training.get("base_training") or training
+    line = "int8, static QDQ quantization" if backbone["variant"] == "int8" else "float32"
+    if training.get("stage") == "heads":
+        line += f"; heads in `{HEADS}`, " + ("int8 weights, dynamic quantization" if training["variant"] == "int8" else "float32")
+    return line
+
+
+def heads_line(training: dict) -> str:
+    """The last run of a model whose heads were refitted on its frozen embedding (`--heads-only`)."""
+    if training.get("stage") != "heads":
+        return ""
+    c = training["config"]
+    rows = ", ".join(f"{h} {t['before']:.3f} -> {t['after']:.3f}" for h, t in training["validation_top1"].items()
+                     if t["before"] is not None)
+    return (f"- Heads, refitted last on the frozen embedding (`--heads-only`, `lookalike.train.heads`): per column a "
+            f"{c['hidden']}-unit ReLU layer (dropout {c['dropout']}) on the unit embedding, {c['epochs']} epochs of AdamW "
+            f"(lr {c['lr']}, one-cycle), label smoothing {c['label_smoothing']}, on each photo and its mirror image "
+            f"(catalog products and, {c['extra_repeat']} times, the garment crops). The cosine heads shaped the embedding "
+            f"in training; these replace them at run time and leave the embedding as it was. Validation top-1, cosine "
+            f"heads -> refitted: {rows}.\n")
 
 
 def lineage(folder: Path) -> list[dict]:
@@ -220,7 +240,7 @@ def main() -> None:
     if TARGET.exists():
         shutil.rmtree(TARGET)
     TARGET.mkdir(parents=True)
-    for name in (*FILES, "CARD.md"):
+    for name in (*FILES, "CARD.md", *([HEADS] if manifest.get("heads_onnx") else [])):
         if name == "weights.safetensors":
             ship_weights(folder / name, TARGET / name)
         else:
