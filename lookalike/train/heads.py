@@ -176,9 +176,12 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     catalog = Catalog.read(photos, metadata)
     wanted = list(labels) if labels is not None else default_labels(catalog)
     missing = [c for c in wanted if c not in catalog.columns]
-    if missing or not wanted:
-        raise LookalikeError(f"no label column {missing[0]!r}; columns are {', '.join(catalog.columns) or 'none'}"
-                             if missing else "no label columns to fit heads on (name them with --label)")
+    if missing:
+        raise LookalikeError(f"no label column {missing[0]!r}; columns are {', '.join(catalog.columns) or 'none'}")
+    if not wanted:
+        matched = sum(1 for p in catalog.products if p.metadata)
+        raise LookalikeError(f"no label columns to fit heads on: {len(catalog.products)} photos, {matched} of them with "
+                             f"a metadata row; columns: {', '.join(catalog.columns) or 'none'} (name them with --label)")
     products = catalog.products + (Catalog.read(*extra).products if extra else [])
     progress.start(len(products), "embedding")
     views, own, kept, errors = embed_views(base, [p.path for p in products], progress)
