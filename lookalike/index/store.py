@@ -1,4 +1,4 @@
-"""Atomic index directories.
+"""Atomic directories: indexes (and model folders that `lookalike train --heads-only` writes).
 
 Every write (build, add, remove) fills a temporary sibling directory and swaps it into place, so a crash or a
 kill at any moment leaves either the old index or the new one, never a mix:
@@ -88,9 +88,21 @@ def write_lock(target: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
-    """Call `fill(tmpdir)` to write a complete index, then put it in place of `target`.
-    The caller holds `write_lock(target)`."""
+#: What write_atomically writes and may replace: (the file that marks such a folder, its name in errors, the error).
+INDEX = (MANIFEST, "lookalike index", IndexStoreError)
+
+
+def replaceable(target: Path, kind: tuple = INDEX) -> Path:
+    """`target`, if it is absent or a folder of `kind` (holding its marker file); else `kind`'s error."""
+    marker, what, error = kind
+    if target.exists() and not (target / marker).is_file():
+        raise error(f"{target} exists and is not a {what}; refusing to replace it")
+    return target
+
+
+def write_atomically(target: Path, fill: Callable[[Path], None], kind: tuple = INDEX) -> None:
+    """Call `fill(tmpdir)` to write a complete folder of `kind` (an index by default), then put it in place of
+    `target`. The caller holds `write_lock(target)`."""
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover_locked(target)
@@ -101,9 +113,7 @@ def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
     try:
         fill(tmp)
         _fsync_tree(tmp)
-        if target.exists():
-            if not (target / MANIFEST).is_file():
-                raise IndexStoreError(f"{target} exists and is not a lookalike index; refusing to replace it")
+        if replaceable(target, kind).exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
             os.rename(target, old)
             os.rename(tmp, target)

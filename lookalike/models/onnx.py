@@ -122,15 +122,23 @@ class OnnxEmbedder(Embedder):
             emb = emb.max(axis=axes) if pooling == "max" else emb.mean(axis=axes)
         emb = l2_normalise(emb.reshape(len(batch), -1).astype(np.float32))
         if specs and self.heads_session is not None:
-            results = [emb, *self.heads_session.run([h.output for h in specs], {"embedding": emb})]
+            return emb, self.heads_of(emb)
+        return emb, self._probabilities(results[1:], len(batch))
+
+    def heads_of(self, emb: np.ndarray) -> dict[str, np.ndarray]:
+        """Head probabilities of unit embeddings, for a model whose heads are a file of their own (`heads_onnx`)."""
+        outputs = self.heads_session.run([h.output for h in self.manifest.heads.values()], {"embedding": emb})
+        return self._probabilities(outputs, len(emb))
+
+    def _probabilities(self, outputs: list[np.ndarray], n: int) -> dict[str, np.ndarray]:
         probs = {}
-        for (head, spec), out in zip(self.manifest.heads.items(), results[1:]):
-            out = out.astype(np.float32).reshape(len(batch), -1)
+        for (head, spec), out in zip(self.manifest.heads.items(), outputs):
+            out = out.astype(np.float32).reshape(n, -1)
             if spec.activation == "softmax":
                 out = np.exp(out - out.max(axis=1, keepdims=True))
                 out /= out.sum(axis=1, keepdims=True)
             probs[head] = out
-        return emb, probs
+        return probs
 
     def _search_vector(self, emb: np.ndarray, heads: dict[str, np.ndarray]) -> np.ndarray:
         """The embedding, with the predictions of `embedding.append_heads` appended (see EmbeddingSpec)."""

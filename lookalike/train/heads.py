@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from ..catalog import Catalog
 from ..errors import ImageError, LookalikeError, ModelError
 from ..files import sha256_file
 from ..images import load_image
+from ..index.store import replaceable, write_atomically, write_lock
 from ..models import load_model
 from ..models.manifest import MANIFEST, HeadSpec
 from ..models.onnx import OnnxEmbedder
@@ -34,6 +34,7 @@ from ..progress import NoProgress, Progress
 from .data import MISSING, default_labels, encode_labels, is_validation
 
 HEADS_FILE = "heads.onnx"
+MODEL_FOLDER = (MANIFEST, "model folder", LookalikeError)    # what may be replaced (lookalike.index.store)
 MIN_STEPS = 400         # optimiser steps per head at least, however small the catalog
 
 
@@ -147,12 +148,9 @@ def _top1(probs: np.ndarray, flip: bool, labels: list[str], truth: list) -> floa
 
 
 def _head_probs(model: OnnxEmbedder, views: np.ndarray) -> dict[str, np.ndarray]:
-    out = {}
-    for v in views:
-        for head, spec in zip(model.manifest.heads, model.heads_session.run(None, {"embedding": v})):
-            e = np.exp(spec - spec.max(axis=1, keepdims=True))
-            out.setdefault(head, []).append(e / e.sum(axis=1, keepdims=True))
-    return {h: np.stack(v) for h, v in out.items()}
+    """Per-view head probabilities (2, N, C) of embeddings (2, N, D)."""
+    per_view = [model.heads_of(v) for v in views]
+    return {h: np.stack([p[h] for p in per_view]) for h in model.heads}
 
 
 def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list[str] | None = None,
@@ -169,7 +167,7 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     config = config or HeadsConfig()
     progress = progress or NoProgress()
     started = time.perf_counter()
-    out = _replaceable(Path(out))
+    out = replaceable(Path(out), MODEL_FOLDER)     # fail before the work, not after
     base = load_model(str(init))
     if not isinstance(base, OnnxEmbedder):
         raise ModelError(f"--heads-only needs an ONNX model folder to start from, not {base.name!r}")
@@ -200,12 +198,9 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
         x = np.concatenate([views[0, rows], views[1, rows]])
         nets[head] = _fit_head(x, np.concatenate([y[rows], y[rows]]), len(vocab[head]), config)
         progress.advance(1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a model folder is as shareable as any folder
-    try:
+    written: dict = {}
+
+    def fill(tmp: Path) -> None:
         for f in base.folder.iterdir():
             if f.is_file() and f.name not in (MANIFEST, HEADS_FILE, "training.json", "CARD.md"):
                 shutil.copyfile(f, tmp / f.name)
@@ -227,21 +222,21 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
         for head in encoded:
             before = _top1(own[head][:, vrows], flip, base.heads[head], truth[head]) if head in own and len(vrows) else None
             top1[head] = {"before": before, "after": scores[chosen][head]}
-        seconds = time.perf_counter() - started
+        written["seconds"] = time.perf_counter() - started
         (tmp / "training.json").write_text(json.dumps({
             "command": command, "stage": "heads", "base": base.id, "config": asdict(config), "variant": chosen,
             "variants": {v: {"validation_top1": sc, "megabytes": megabytes[v]} for v, sc in scores.items()},
             "heads": {k: len(v) for k, v in vocab.items()}, "products": len(ids), "validation": int(val.sum()),
             "extra_products": int(is_extra.sum()), "skipped": len(errors), "validation_top1": top1,
-            "seconds": round(seconds, 1), "base_training": _base_training(base.folder),
+            "seconds": round(written["seconds"], 1), "base_training": _base_training(base.folder),
         }, indent=2) + "\n")
-        _put_in_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    with write_lock(out):
+        write_atomically(out, fill, MODEL_FOLDER)
     for head, t in top1.items():
         log(f"{head}: validation top-1 {t['after']}" + (f" (the model's own head: {t['before']})" if t["before"] else ""))
-    return HeadsReport(out, len(ids), int(val.sum()), [(str(products[i].path), e) for i, e in errors], top1, seconds)
+    return HeadsReport(out, len(ids), int(val.sum()), [(str(products[i].path), e) for i, e in errors], top1,
+                       written["seconds"])
 
 
 def _export_variants(nets: dict, dim: int, folder: Path, quantize: str) -> dict[str, Path]:
@@ -286,19 +281,3 @@ def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], fo
 def _base_training(folder: Path) -> dict | None:
     record = folder / "training.json"
     return json.loads(record.read_text()) if record.is_file() else None
-
-
-def _replaceable(out: Path) -> Path:
-    if out.exists() and not (out / MANIFEST).is_file():
-        raise LookalikeError(f"{out} exists and is not a model folder; refusing to replace it")
-    return out
-
-
-def _put_in_place(tmp: Path, out: Path) -> None:
-    if _replaceable(out).exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
