@@ -283,8 +283,26 @@ def test_training_a_parser_end_to_end(tmp_path):
     parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))
     assert parsed.labels.shape == parsed.probs.shape[1:] and np.allclose(parsed.probs.sum(0), 1, atol=0.02)
     quarter = train_parser(tmp_path, CCP / "labels.json", tmp_path / "quarter", epochs=1, batch=2, size=(64, 96),
-                           holdout="quarter", log=lambda m: None)   # keeps out 5 (1 mod 4), trains on 3
+                           holdout="quarter", dice=1.0, log=lambda m: None)   # keeps out 5 (1 mod 4), trains on 3
     assert quarter["trained_on"].startswith("Clothing Co-Parsing, 5 ") and quarter["holdout"] == "quarter"
+    assert quarter["dice"] == 1.0 and "dice" not in manifest
+
+
+def test_soft_dice_scores_a_kinds_whole_extent():
+    torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from lookalike.look.kinds import CLASSES, KINDS
+    from lookalike.train.parser import soft_dice
+
+    kinds = torch.tensor([CLASSES.index(k) for k in KINDS])
+    y = torch.zeros(2, 8, 8, dtype=torch.long)
+    y[:, 2:6, 2:6] = CLASSES.index("bottom")
+    right = torch.nn.functional.one_hot(y, len(CLASSES)).permute(0, 3, 1, 2).float() * 20
+    swap = [CLASSES.index("bottom"), CLASSES.index("one-piece")]
+    wrong = right.clone()
+    wrong[:, swap] = right[:, swap[::-1]]
+    assert soft_dice(right, y, kinds).item() < 0.01          # the bottom found whole
+    assert soft_dice(wrong, y, kinds).item() > 0.99          # the same pixels called one-piece
+    assert soft_dice(right, torch.zeros_like(y), kinds).item() == 0.0   # no garment in the batch: no loss
 
 
 def test_an_ensemble_parser_averages_its_members(tmp_path):
