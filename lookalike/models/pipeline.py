@@ -26,7 +26,9 @@ class BatchResult:
     errors: list[tuple[Hashable, str]] = field(default_factory=list)  # (key, reason) of skipped images
 
 
-def _prepare(embedder: Embedder, source: ImageSource) -> tuple[np.ndarray, str]:
+def prepare(embedder: Embedder, source: ImageSource) -> tuple[np.ndarray, str]:
+    """A photo decoded and preprocessed for `embedder` as indexing does it, and the sha1 of its bytes ("" for
+    an in-memory image)."""
     digest = ""
     if isinstance(source, (str, Path)):
         try:
@@ -57,7 +59,7 @@ def embed_batch(embedder: Embedder, items: Sequence[tuple[Hashable, ImageSource]
     def work(item):
         key, source = item
         try:
-            return key, _prepare(embedder, source), None
+            return key, prepare(embedder, source), None
         except ImageError as exc:
             if not skip_errors:
                 raise

@@ -25,11 +25,11 @@ import numpy as np
 from ..catalog import Catalog
 from ..errors import ImageError, LookalikeError, ModelError
 from ..files import sha256_file
-from ..images import load_image
 from ..index.store import replaceable, write_atomically, write_lock
 from ..models import load_model
 from ..models.manifest import MANIFEST, HeadSpec
 from ..models.onnx import OnnxEmbedder
+from ..models.pipeline import prepare
 from ..progress import NoProgress, Progress
 from .data import MISSING, default_labels, encode_labels, is_validation
 
@@ -63,20 +63,21 @@ class HeadsReport:
 
 def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, batch: int = 128
                 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[tuple[int, str]]]:
-    """Each readable photo and its mirror image through the model: unit embeddings (2, N, D), the model's own
-    head probabilities per view (head -> (2, N, C)), the rows kept and the errors."""
+    """Each readable photo (decoded as indexing decodes it) and its mirror image through the model: unit
+    embeddings (2, N, D), the model's own head probabilities per view (head -> (2, N, C)), the rows kept and
+    the errors."""
     embs, probs, kept, errors = [], {}, [], []
 
-    def prepare(i):
+    def decode(i):
         try:
-            return i, model.preprocess(load_image(paths[i], draft_size=model.input_size)), None   # as indexing decodes
+            return i, prepare(model, paths[i])[0], None
         except ImageError as exc:
             return i, None, str(exc)
 
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
         for start in range(0, len(paths), batch):
             ready = []
-            for i, x, error in pool.map(prepare, range(start, min(len(paths), start + batch))):
+            for i, x, error in pool.map(decode, range(start, min(len(paths), start + batch))):
                 (errors.append((i, error)) if x is None else ready.append((i, x)))
             if ready:
                 x = np.stack([x for _, x in ready])
