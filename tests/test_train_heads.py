@@ -24,12 +24,16 @@ CLASSES = sorted(p.name for p in DEMO.iterdir() if p.is_dir())
 @pytest.fixture(scope="module")
 def on_default(tmp_path_factory):
     out = tmp_path_factory.mktemp("heads") / "demo-heads"
-    report = fit_heads(DEMO, DEMO_CSV, init="default", out=out, log=lambda m: None)
+    report = fit_heads(DEMO, DEMO_CSV, init="default", out=out, log=report_log.append)
     return out, report
+
+
+report_log: list[str] = []
 
 
 def test_heads_on_the_default_model_learn_the_catalogs_own_column(on_default, tmp_path):
     out, report = on_default
+    assert any("articleType" in m and "--label" in m for m in report_log)   # the user is told which heads go, and how to keep them
     model = Embedder.load(str(out))
     assert list(model.heads) == ["class"] and sorted(model.heads["class"]) == CLASSES
     # 10 classes: chance is 0.1 on the demo photos held out by id (19 of them), and the heads learn their training photos

@@ -192,6 +192,11 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     if not vocab:
         raise LookalikeError("no label column has two classes with at least 5 products each")
     repeat = np.where(is_extra, config.extra_repeat, 1)
+    dropped = [h for h in base.heads if h not in vocab]
+    if dropped:
+        log(f"the model's heads {', '.join(dropped)} are not fitted again and will be left out of the new model"
+            + (" (and out of its search vector)" if any(h in base.manifest.embedding.append_heads for h in dropped) else "")
+            + "; to keep them, fit them too (--label COLUMN) from metadata that has those columns")
     progress.start(len(vocab), "fitting heads")
     nets, top1 = {}, {}
     for head, y in encoded.items():
