@@ -85,3 +85,16 @@ def test_cli_heads_only_needs_init_and_never_replaces_a_foreign_folder(tmp_path)
                                  "--out", str(foreign)])
     assert result.exit_code != 0 and "not a model folder" in result.output
     assert (foreign / "keep.txt").read_text() == "mine" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_heads_only_writes_a_model_search_and_classify_accept(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "demo-heads"
+    result = runner.invoke(app, ["train", str(DEMO), "--metadata", str(DEMO_CSV), "--init", "default", "--heads-only",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "validation top-1" in result.output and "class" in result.output and "left out" in result.output
+    hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
+    result = runner.invoke(app, ["classify", str(hat), "--model", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["predictions"][0]["class"][0]["label"] == "hat"
