@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from common import RESULTS, ROOT
+from lookalike.train import network_record
 
 TARGET = ROOT / "lookalike" / "models" / "default"
 FILES = ("model.onnx", "model.json", "weights.safetensors", "training.json")
@@ -24,7 +25,7 @@ CLS_TARGETS = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98,
 def card(folder: Path, bench: dict) -> str:
     training = json.loads((folder / "training.json").read_text())
     manifest = json.loads((folder / "model.json").read_text())
-    backbone = training.get("base_training") or training    # a heads-only run describes the network it kept
+    backbone = network_record(training)    # a heads-only run describes the network it kept
     cfg = backbone["config"]
     name = bench["model"]
     rows = []
@@ -170,7 +171,7 @@ def extra_line(training: dict) -> str:
 
 
 def variant_line(training: dict) -> str:
-    backbone = training.get("base_training") or training
+    backbone = network_record(training)
     line = "int8, static QDQ quantization" if backbone["variant"] == "int8" else "float32"
     if training.get("stage") == "heads":
         line += f"; heads in `{HEADS}`, " + ("int8 weights, dynamic quantization" if training["variant"] == "int8" else "float32")

@@ -80,12 +80,17 @@ def _init_weights(init: str | Path) -> dict:
     return {k: v.float() for k, v in safe.load(weights)[0].items()}
 
 
+def network_record(training: dict) -> dict:
+    """The training record of the run that made a model's network: its own, or for heads fitted apart
+    (`--heads-only`, which keeps the network) the record of the model it started from."""
+    return training.get("base_training") or training
+
+
 def init_blocks(init: str | Path) -> tuple:
     """Residual blocks per stage of the model to start from (one each for models trained before the option)."""
     record = model_folder(init) / "training.json"
     training = json.loads(record.read_text()) if record.is_file() else {}
-    network = training.get("base_training") or training    # heads fitted apart (--heads-only) keep the network
-    return tuple(network.get("config", {}).get("blocks") or (1, 1, 1, 1))
+    return tuple(network_record(training).get("config", {}).get("blocks") or (1, 1, 1, 1))
 
 
 def _val_scores(model, data, rows: np.ndarray) -> dict:
