@@ -38,16 +38,12 @@ class OnnxEmbedder(Embedder):
         self.manifest = manifest or ModelManifest.read(self.folder)
         m = self.manifest
         onnx_path = self.folder / m.onnx
-        if not onnx_path.is_file():
-            raise ModelError(f"{self.folder}: model file {m.onnx} is missing")
-        if verify and m.sha256 and sha256_file(onnx_path) != m.sha256:
-            raise ModelError(f"{onnx_path}: checksum does not match its manifest (file changed or damaged)")
-        self.session = _session(onnx_path)
+        self.session = self._open(m.onnx, m.sha256, verify)
         inputs = self.session.get_inputs()
         self.input_name = m.input.name or inputs[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         self.embedding_output = m.embedding.output or outputs[0]
-        self.heads_session = self._heads_session(verify) if m.heads_onnx else None
+        self.heads_session = self._open(m.heads_onnx, m.heads_sha256, verify, threads=1, strict=True) if m.heads_onnx else None
         for path, session, needed in [(onnx_path, self.session, [self.embedding_output]),
                                       (self.folder / (m.heads_onnx or m.onnx), self.heads_session or self.session,
                                        [h.output for h in m.heads.values()])]:
@@ -74,13 +70,15 @@ class OnnxEmbedder(Embedder):
         self._mean = np.asarray(m.input.mean, np.float32) / scale if m.input.dtype != "uint8" else None
         self._std = np.asarray(m.input.std, np.float32) / scale if m.input.dtype != "uint8" else None
 
-    def _heads_session(self, verify: bool):
-        path = self.folder / self.manifest.heads_onnx
+    def _open(self, file: str, sha256: str, verify: bool, threads: int | None = None, strict: bool = False):
+        """An ONNX Runtime session on `file` of this folder, after checking it is there and matches `sha256` (when the
+        manifest gives one; `strict`: an empty one does not match either)."""
+        path = self.folder / file
         if not path.is_file():
-            raise ModelError(f"{self.folder}: heads file {self.manifest.heads_onnx} is missing")
-        if verify and sha256_file(path) != self.manifest.heads_sha256:
+            raise ModelError(f"{self.folder}: model file {file} is missing")
+        if verify and (sha256 or strict) and sha256_file(path) != sha256:
             raise ModelError(f"{path}: checksum does not match its manifest (file changed or damaged)")
-        return _session(path, threads=1)
+        return _session(path, threads)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         spec = self.manifest.input
