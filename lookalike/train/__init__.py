@@ -83,7 +83,9 @@ def _init_weights(init: str | Path) -> dict:
 def network_record(training: dict) -> dict:
     """The training record of the run that made a model's network: its own, or for heads fitted apart
     (`--heads-only`, which keeps the network) the record of the model it started from."""
-    return training.get("base_training") or training
+    while training.get("base_training"):    # heads fitted again on a heads-only model: the network is older still
+        training = training["base_training"]
+    return training
 
 
 def init_blocks(init: str | Path) -> tuple:
