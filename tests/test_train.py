@@ -55,9 +55,11 @@ def test_onnx_agrees_with_pytorch(tmp_path):
     assert heads == ["a"]  # the training-only pair head is not exported
     x = torch.randn(4, 3, config.height, config.width)
     with torch.no_grad():
-        emb, logits, _ = net(x)
-    onnx_emb, onnx_a = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"image": x.numpy()})
+        emb, logits, pooled = net(x)
+    onnx_emb, onnx_pooled, onnx_a = ort.InferenceSession(str(tmp_path / "m.onnx")).run(
+        ["embedding", "pooled", "a"], {"image": x.numpy()})
     assert np.abs(onnx_emb - emb.numpy()).max() < 1e-4 and np.abs(onnx_a - logits["a"].numpy()).max() < 1e-3
+    assert np.abs(onnx_pooled - pooled.numpy()).max() < 1e-4
 
 
 def test_unlabelled_training_is_self_supervised(tmp_path):
@@ -123,3 +125,24 @@ def test_added_blocks_start_as_the_identity_and_depth_follows_init(labelled, tmp
     train(DEMO / "hat", None, out=again, init=str(deep), config=TrainConfig(**TINY), quantize="float32",
           log=lambda m: None)
     assert json.loads((again / "training.json").read_text())["config"]["blocks"] == [1, 1, 2, 2]
+
+
+def test_heads_fitted_again_read_the_pooled_features_and_blend_with_the_networks_own(labelled, tmp_path):
+    from lookalike.models.pipeline import prepare
+    from lookalike.train.heads import HeadsConfig, fit_heads
+
+    base = Embedder.load(str(labelled[0]))
+    assert "pooled" in [o.name for o in base.session.get_outputs()]    # every export now gives the pooled features
+    fit_heads(DEMO, DEMO_CSV, init=str(labelled[0]), out=tmp_path / "m", config=HeadsConfig(epochs=2), log=lambda m: None)
+    model = Embedder.load(str(tmp_path / "m"))
+    assert model.manifest.heads_input == "pooled" and model.manifest.heads_blend == {"class": 0.5}
+    x = np.stack([prepare(model, p)[0] for p in sorted(DEMO.glob("*/*.jpg"))[::40]])
+    pooled, logits = model.run_outputs(x, ["pooled", "class"])
+    own = model.probabilities([logits], len(x), ["class"])["class"]
+    new = model.heads_of(pooled)["class"]
+    assert np.allclose(model.run_once(x)[1]["class"], (own + new) / 2, atol=1e-5)
+    assert not np.allclose(own, new, atol=1e-2)             # two different heads, so the blend is a blend
+    fit_heads(DEMO, DEMO_CSV, init=str(labelled[0]), out=tmp_path / "alone", config=HeadsConfig(epochs=2, blend=0),
+              log=lambda m: None)
+    alone = Embedder.load(str(tmp_path / "alone"))
+    assert alone.manifest.heads_blend == {} and alone.id != model.id

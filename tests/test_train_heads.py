@@ -1,5 +1,5 @@
-"""`lookalike train --heads-only`: heads fitted on a frozen model's embedding, for the default model and for an
-imported backbone that had none."""
+"""`lookalike train --heads-only`: heads fitted on a frozen model (its pooled features or its embedding), for the
+default model, for a model exported before the pooled output existed, and for an imported backbone that had none."""
 
 import json
 
@@ -14,9 +14,10 @@ pytest.importorskip("torch", reason="fitting heads needs the train extra (torch)
 
 from lookalike import Embedder, Index  # noqa: E402
 from lookalike.cli import app  # noqa: E402
-from lookalike.errors import ModelError  # noqa: E402
+from lookalike.errors import LookalikeError, ModelError  # noqa: E402
+from lookalike.models.pipeline import prepare  # noqa: E402
 from lookalike.train.data import is_validation  # noqa: E402
-from lookalike.train.heads import HEADS_FILE, fit_heads  # noqa: E402
+from lookalike.train.heads import HEADS_FILE, HeadsConfig, fit_heads  # noqa: E402
 
 CLASSES = sorted(p.name for p in DEMO.iterdir() if p.is_dir())
 
@@ -42,6 +43,7 @@ def test_heads_on_the_default_model_learn_the_catalogs_own_column(on_default, tm
     right = [p["class"].labels[0] == photo.parent.name for p, photo in zip(model.predict(trained), trained)]
     assert sum(right) >= 0.9 * len(right)
     assert report.top1["class"]["before"] is None          # the default model has no "class" head of its own
+    assert model.manifest.heads_input == "pooled"           # a lookalike model's heads read its pooled features
     index = Index.build(DEMO, DEMO_CSV, out=tmp_path / "demo.idx", model=str(out))
     hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
     prediction = index.classify(hat, columns=["class"])["class"]
@@ -59,8 +61,54 @@ def test_a_backbone_without_heads_gets_heads_and_the_base_is_untouched(tmp_path)
     model = Embedder.load(str(out))
     for p in model.predict(sorted(DEMO.glob("*/*.jpg"))[:3], top=10):
         assert set(p) == {"class"} and sum(p["class"].probs) == pytest.approx(1.0, abs=1e-3)
+    assert model.manifest.heads_input == ""                 # an imported backbone's heads read its unit embedding
     assert not (base.folder / HEADS_FILE).exists() and not Embedder.load(str(base.folder)).heads
     assert np.allclose(model.encode(sorted(DEMO.glob("hat/*.jpg"))[:2]), base.encode(sorted(DEMO.glob("hat/*.jpg"))[:2]))
+
+
+def _without_pooled_output(folder, tmp_path):
+    """A copy of a lookalike model as exported before the pooled output existed."""
+    import shutil
+
+    import onnx
+
+    from lookalike.files import sha256_file
+
+    copy = tmp_path / "old-export"
+    shutil.copytree(folder, copy)
+    graph = onnx.load(str(copy / "model.onnx"))
+    for output in [o for o in graph.graph.output if o.name == "pooled"]:
+        graph.graph.output.remove(output)
+    onnx.save(graph, str(copy / "model.onnx"))
+    (copy / HEADS_FILE).unlink(missing_ok=True)             # and with the network's own heads
+    manifest = json.loads((copy / "model.json").read_text())
+    manifest.update(sha256=sha256_file(copy / "model.onnx"), heads_onnx=None, heads_sha256="", heads_input="",
+                    heads_blend={})
+    (copy / "model.json").write_text(json.dumps(manifest))
+    return Embedder.load(str(copy))
+
+
+def test_a_model_exported_without_pooled_features_is_exported_again_from_its_weights(tmp_path):
+    old = _without_pooled_output(Embedder.load("default").folder, tmp_path)
+    assert "pooled" not in [o.name for o in old.session.get_outputs()]
+    messages = []
+    out = tmp_path / "new"
+    fit_heads(DEMO, DEMO_CSV, init=str(old.folder), out=out, log=messages.append)
+    assert any("exporting its network again" in m for m in messages)
+    model = Embedder.load(str(out))
+    assert model.manifest.heads_input == "pooled" and "pooled" in [o.name for o in model.session.get_outputs()]
+    photos = sorted(DEMO.glob("*/*.jpg"))[::25]
+    x = np.stack([prepare(old, p)[0] for p in photos])
+    before, after = old.run_once(x, heads=False)[0], model.run_once(x, heads=False)[0]
+    assert np.all(np.sum(before * after, axis=1) > 0.98)    # the same network's embedding, up to quantization
+    log = json.loads((out / "training.json").read_text())
+    assert log["network_exported_again"] and log["base"] == old.id and log["config"]["features"] == "pooled"
+
+
+def test_heads_on_an_output_the_model_does_not_have_are_refused_before_any_work(tmp_path):
+    with pytest.raises(LookalikeError, match="no output 'logits'.*embedding"):
+        fit_heads(DEMO, DEMO_CSV, init="default", out=tmp_path / "m", config=HeadsConfig(features="logits"))
+    assert not (tmp_path / "m").exists()
 
 
 def test_changed_heads_file_is_refused(on_default, tmp_path):

@@ -31,6 +31,11 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           extra_repeat: int = typer.Option(4, min=1, help="times per epoch each --extra photo is seen"),
           heads_only: bool = typer.Option(False, "--heads-only", help="keep --init's network as it is and fit only "
                                           "the attribute heads on its embedding (minutes; any ONNX model folder)"),
+          features: str = typer.Option("auto", help="with --heads-only, what the heads read: 'embedding', an output of "
+                                       "the model, or auto (a lookalike model's pooled features, else the embedding)"),
+          hidden: int = typer.Option(512, min=8, help="with --heads-only, units of each head's hidden layer"),
+          blend: float = typer.Option(0.5, min=0, max=1, help="with --heads-only, weight of the network's own head of "
+                                      "the same name and labels, averaged with the new one (0: the new one alone)"),
           epochs: Optional[int] = typer.Option(None, min=1, help="default: 8, or 30 with --heads-only"),
           batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
@@ -48,7 +53,7 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     command = "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if heads_only:
         return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
-                           name, quantize, command)
+                           name, quantize, command, features, hidden, blend)
     config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
                          max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_blocks(blocks))
     with RichProgress(err) as progress:
@@ -67,12 +72,13 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
 
 
 def _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed, name,
-                quantize, command) -> None:
+                quantize, command, features, hidden, blend) -> None:
     from ..train.heads import HeadsConfig, fit_heads
 
     if not init:
         raise LookalikeError("--heads-only fits heads on an existing model: name it with --init (e.g. --init default)")
-    config = HeadsConfig(extra_repeat=extra_repeat, seed=seed, **({"epochs": epochs} if epochs else {}))
+    config = HeadsConfig(extra_repeat=extra_repeat, seed=seed, features=features, hidden=hidden, blend=blend,
+                         **({"epochs": epochs} if epochs else {}))
     with RichProgress(err) as progress:
         report = fit_heads(photos, metadata, init=init, out=out_dir, labels=label, config=config, name=name, quantize=quantize,
                            extra=(extra, extra_metadata) if extra else None, progress=progress, command=command,

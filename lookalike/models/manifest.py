@@ -65,10 +65,15 @@ class ModelManifest:
     input: InputSpec = field(default_factory=InputSpec)
     embedding: EmbeddingSpec = field(default_factory=EmbeddingSpec)
     heads: dict[str, HeadSpec] = field(default_factory=dict)
-    # Heads fitted on the embedding after the fact (`lookalike train --heads-only`): a second ONNX file whose input
-    # is the unit embedding ("embedding") and whose outputs are the heads. When set, every head is read from it.
+    # Heads fitted after the fact (`lookalike train --heads-only`): a second ONNX file whose one input is the unit
+    # embedding or, when `heads_input` names one, that output of the model (e.g. its pooled features), and whose
+    # outputs are the heads. When set, every head is read from it.
     heads_onnx: str | None = None
     heads_sha256: str = ""
+    heads_input: str = ""
+    # With heads_onnx, per head: the weight of the model's own output for that head (in `onnx`, same name and labels)
+    # in an average with the heads file's probabilities. Heads not named here are the heads file's alone.
+    heads_blend: dict[str, float] = field(default_factory=dict)
     card: str | None = None           # a Markdown model card beside the manifest
     format: str = FORMAT
     version: int = 1
@@ -82,6 +87,7 @@ class ModelManifest:
         extras = (["flip"] if e.flip else []) + ([f"background={self.input.background}"]
                                                  if self.input.background != "keep" else [])
         extras += [f"heads={self.heads_sha256[:12]}"] if self.heads_onnx else []
+        extras += [f"blend={sorted(self.heads_blend.items())}"] if self.heads_onnx and self.heads_blend else []
         if not e.append_heads and not extras:
             return base
         recipe = json.dumps([sorted(e.append_heads.items()), e.append_power] + extras)

@@ -44,13 +44,19 @@ class OnnxEmbedder(Embedder):
         outputs = [o.name for o in self.session.get_outputs()]
         self.embedding_output = m.embedding.output or outputs[0]
         self.heads_session = self._open(m.heads_onnx, m.heads_sha256, verify, threads=1, strict=True) if m.heads_onnx else None
-        for path, session, needed in [(onnx_path, self.session, [self.embedding_output]),
+        for path, session, needed in [(onnx_path, self.session, [self.embedding_output, *filter(None, [m.heads_input])]),
                                       (self.folder / (m.heads_onnx or m.onnx), self.heads_session or self.session,
                                        [h.output for h in m.heads.values()])]:
             names = [o.name for o in session.get_outputs()]
             for name in needed:
                 if name not in names:
                     raise ModelError(f"{path}: no output named {name!r} (outputs: {', '.join(names)})")
+        model_outputs = [o.name for o in self.session.get_outputs()]
+        # heads whose probabilities blend the heads file's with the model's own output of the same name
+        self._blended = [h for h in m.heads_blend if h in m.heads] if self.heads_session is not None else []
+        for head in self._blended:
+            if m.heads[head].output not in model_outputs:
+                raise ModelError(f"{onnx_path}: heads_blend names {head!r}, but the model has no output {m.heads[head].output!r}")
         self.name = m.name
         self.id = m.id
         self.dim = m.dim
@@ -108,29 +114,47 @@ class OnnxEmbedder(Embedder):
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass of the network over a preprocessed batch (or its mirror image): unit embeddings and, per
         head, probabilities (`forward` adds mirror averaging and the search vector)."""
-        if mirrored:
-            batch = np.ascontiguousarray(np.flip(batch, axis=3 if self.manifest.input.layout == "NCHW" else 2))
-        specs = list(self.manifest.heads.values()) if heads else []
-        names = [self.embedding_output, *(h.output for h in specs if self.heads_session is None)]
-        results = self.session.run(names, {self.input_name: batch})
+        m = self.manifest
+        specs = list(m.heads.values()) if heads else []
+        apart = bool(specs) and self.heads_session is not None
+        names = [self.embedding_output, *([m.heads_input] if apart and m.heads_input else []),
+                 *(h.output for h in specs if not apart), *(m.heads[h].output for h in self._blended if apart)]
+        results = self.run_outputs(batch, names, mirrored)
         emb = results[0]
         if emb.ndim == 4:
-            axes = (2, 3) if self.manifest.embedding.layout == "NCHW" else (1, 2)
-            pooling = self.manifest.embedding.pooling
-            emb = emb.max(axis=axes) if pooling == "max" else emb.mean(axis=axes)
+            axes = (2, 3) if m.embedding.layout == "NCHW" else (1, 2)
+            emb = emb.max(axis=axes) if m.embedding.pooling == "max" else emb.mean(axis=axes)
         emb = l2_normalise(emb.reshape(len(batch), -1).astype(np.float32))
-        if specs and self.heads_session is not None:
-            return emb, self.heads_of(emb)
-        return emb, self._probabilities(results[1:], len(batch))
+        if apart:
+            probs = self.heads_of(results[1].reshape(len(batch), -1).astype(np.float32) if m.heads_input else emb)
+            own = results[len(results) - len(self._blended):]
+            return emb, self.blend(probs, self.probabilities(own, len(batch), self._blended))
+        return emb, self.probabilities(results[1:], len(batch))
 
-    def heads_of(self, emb: np.ndarray) -> dict[str, np.ndarray]:
-        """Head probabilities of unit embeddings, for a model whose heads are a file of their own (`heads_onnx`)."""
-        outputs = self.heads_session.run([h.output for h in self.manifest.heads.values()], {"embedding": emb})
-        return self._probabilities(outputs, len(emb))
+    def blend(self, probs: dict[str, np.ndarray], own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The heads file's probabilities averaged with the model's own (`heads_blend`), for the heads in `own`."""
+        b = self.manifest.heads_blend
+        return {h: (1 - b[h]) * p + b[h] * own[h] if h in own else p for h, p in probs.items()}
 
-    def _probabilities(self, outputs: list[np.ndarray], n: int) -> dict[str, np.ndarray]:
+    def run_outputs(self, batch: np.ndarray, names: list[str], mirrored: bool = False) -> list[np.ndarray]:
+        """The model's raw outputs `names` for a preprocessed batch (or its mirror image)."""
+        if mirrored:
+            batch = np.ascontiguousarray(np.flip(batch, axis=3 if self.manifest.input.layout == "NCHW" else 2))
+        return self.session.run(names, {self.input_name: batch})
+
+    def heads_of(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Head probabilities, for a model whose heads are a file of their own (`heads_onnx`), of what that file
+        reads: unit embeddings, or the model's `heads_input` output."""
+        feed = {self.heads_session.get_inputs()[0].name: x}
+        outputs = self.heads_session.run([h.output for h in self.manifest.heads.values()], feed)
+        return self.probabilities(outputs, len(x))
+
+    def probabilities(self, outputs: list[np.ndarray], n: int, heads: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Per head (all the manifest's, or `heads`), probabilities of its raw output."""
         probs = {}
-        for (head, spec), out in zip(self.manifest.heads.items(), outputs):
+        names = list(self.manifest.heads) if heads is None else heads
+        for head, out in zip(names, outputs):
+            spec = self.manifest.heads[head]
             out = out.astype(np.float32).reshape(n, -1)
             if spec.activation == "softmax":
                 out = np.exp(out - out.max(axis=1, keepdims=True))

@@ -1,5 +1,5 @@
-"""Export a trained network to ONNX (embedding + one logits output per head), quantize it to int8, and
-write the model folder lookalike loads: model.onnx, model.json, CARD.md."""
+"""Export a trained network to ONNX (embedding, pooled features, one logits output per head), quantize it to
+int8, and write the model folder lookalike loads: model.onnx, model.json, CARD.md."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from .loop import MEAN, STD, TrainConfig
 from .net import FashionNet
 
 TRAINING_ONLY = {"+".join(PAIR)}
+#: The output with the network's pooled features (before the projection to the embedding): richer than the
+#: embedding for heads fitted afterwards (`lookalike.train.heads`).
+POOLED = "pooled"
 
 
 def exported_heads(net: FashionNet) -> list[str]:
@@ -32,15 +35,15 @@ class _Public(torch.nn.Module):
         self.net, self.names = net, heads
 
     def forward(self, image):
-        emb, logits, _ = self.net(image)
-        return (emb, *(logits[h] for h in self.names))
+        emb, logits, pooled = self.net(image)
+        return (emb, pooled, *(logits[h] for h in self.names))
 
 
 def export_onnx(net: FashionNet, path: Path, config: TrainConfig) -> list[str]:
     heads = exported_heads(net)
     module = _Public(net, heads).eval()
     dummy = torch.zeros(2, 3, config.height, config.width)
-    names = ["embedding", *heads]
+    names = ["embedding", POOLED, *heads]
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact and dependency-free
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (dummy,), str(path), input_names=["image"], output_names=names,
@@ -116,3 +119,31 @@ def throughput(model: OnnxEmbedder, images: np.ndarray, batch: int = 64) -> floa
         model.forward(x)
         runs += 1
     return runs * len(x) / (time.perf_counter() - start)
+
+
+def export_from_weights(folder: Path, dst: Path, calibration: np.ndarray) -> None:
+    """Export again, with this version's outputs (e.g. `pooled`), the network of a model trained by lookalike, from
+    its weights.safetensors and training record; int8 (calibrated on `calibration`, uint8 NHWC) when that model's
+    network was. Its embedding stays the same network's, up to quantization."""
+    import json
+    from dataclasses import fields
+    from tempfile import TemporaryDirectory
+
+    from . import WEIGHTS, network_record, safe
+
+    record = network_record(json.loads((folder / "training.json").read_text()))
+    known = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in record.get("config", {}).items() if k in known})
+    weights = {k: v.float() for k, v in safe.load(folder / WEIGHTS)[0].items() if not k.startswith("teacher.")}
+    heads = {k.split(".")[1]: v.shape[0] for k, v in weights.items() if k.startswith("heads.") and k.endswith(".proxies")}
+    net = FashionNet(heads, dim=config.dim, widths=tuple(config.widths), blocks=tuple(config.blocks or (1, 1, 1, 1)))
+    net.load_state_dict(weights)
+    net.eval()
+    with TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "float32.onnx"
+        export_onnx(net, plain, config)
+        if record.get("variant") == "int8":
+            quantize(plain, dst, calibration)
+        else:
+            shutil.copyfile(plain, dst)

@@ -1,11 +1,14 @@
-"""Attribute heads fitted on a frozen model's embedding: `lookalike train PHOTOS --init MODEL --heads-only`.
+"""Attribute heads fitted on a frozen model: `lookalike train PHOTOS --init MODEL --heads-only`.
 
-The backbone is not touched: each photo (and its mirror image) is embedded once by the model as it runs
-(its own input policy), then one small network per label column (unit embedding -> 512 ReLU -> classes,
-dropout 0.3, label smoothing 0.1, AdamW with a one-cycle schedule) learns the column from those vectors. The
-heads are written as a second ONNX file (`heads.onnx`, input "embedding") beside a copy of the model, and
-the manifest reads every head from it. Minutes on a CPU instead of hours, and it works on any ONNX backbone,
-including an imported one that had no heads (so `classify` and the agreement re-ranking work with it).
+The backbone is not touched: each photo (and its mirror image) goes once through the model as it runs (its own
+input policy), then one small network per label column (features -> 512 ReLU -> classes, dropout 0.3, label
+smoothing 0.1, AdamW with a one-cycle schedule) learns the column from what the model gave. The features are
+the unit embedding, or another output of the model: a model trained by lookalike has its pooled features
+(`pooled`, 512-d, before the projection to the embedding), which carry more than the embedding and are the
+default for such models (a model exported before that output existed is exported again from its weights). The
+heads are written as a second ONNX file (`heads.onnx`) beside a copy of the model, and the manifest reads every
+head from it. Minutes on a CPU instead of hours, and it works on any ONNX backbone, including an imported one
+that had no heads (so `classify` and the agreement re-ranking work with it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import numpy as np
 
@@ -31,9 +35,13 @@ from ..models.manifest import MANIFEST, HeadSpec
 from ..models.onnx import OnnxEmbedder
 from ..models.pipeline import prepare
 from ..progress import NoProgress, Progress
+from . import WEIGHTS
 from .data import MISSING, default_labels, encode_labels, is_validation
+from .export import POOLED
 
 HEADS_FILE = "heads.onnx"
+EMBEDDING = "embedding"   # `features` naming the unit embedding rather than an output of the model
+AUTO = "auto"             # `features`: the pooled output for a model trained by lookalike, else the embedding
 MODEL_FOLDER = (MANIFEST, "model folder", LookalikeError)    # what may be replaced (lookalike.index.store)
 MIN_STEPS = 400         # optimiser steps per head at least, however small the catalog
 
@@ -49,6 +57,8 @@ class HeadsConfig:
     label_smoothing: float = 0.1
     extra_repeat: int = 4
     seed: int = 0
+    features: str = AUTO      # what the heads read: auto, embedding, or the name of one of the model's outputs
+    blend: float = 0.5        # weight of the network's own head (same name and labels) averaged with the new one
 
 
 @dataclass
@@ -61,12 +71,25 @@ class HeadsReport:
     seconds: float
 
 
-def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, batch: int = 128
-                ) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[tuple[int, str]]]:
-    """Each readable photo (decoded as indexing decodes it) and its mirror image through the model: unit
-    embeddings (2, N, D), the model's own head probabilities per view (head -> (2, N, C)), the rows kept and
-    the errors."""
-    embs, probs, kept, errors = [], {}, [], []
+@dataclass
+class Views:
+    """Each readable photo (row `kept[i]` of the input) and its mirror image through a model."""
+    features: np.ndarray            # (2, N, D): what the heads will read
+    probs: dict[str, np.ndarray]    # the model's head probabilities per view, as it reports them: head -> (2, N, C)
+    network: dict[str, np.ndarray]  # the same from the heads that are outputs of the network itself
+    kept: list[int]
+    errors: list[tuple[int, str]]
+    embedding_dim: int
+
+
+def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, features: str = EMBEDDING,
+                batch: int = 128) -> Views:
+    """Run each photo, decoded as indexing decodes it, and its mirror image through `model`: the unit embedding
+    or the output named `features`, and the model's own heads."""
+    feats, probs, network, kept, errors, dim = [], {}, {}, [], [], 0
+    outputs = [o.name for o in model.session.get_outputs()]
+    own = [h for h, spec in model.manifest.heads.items() if spec.output in outputs]
+    extra = ([] if features == EMBEDDING else [features]) + [model.manifest.heads[h].output for h in own]
 
     def decode(i):
         try:
@@ -81,23 +104,32 @@ def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, batc
                 (errors.append((i, error)) if x is None else ready.append((i, x)))
             if ready:
                 x = np.stack([x for _, x in ready])
-                views = [model.run_once(x), model.run_once(x, mirrored=True)]
-                embs.append(np.stack([e for e, _ in views]))
+                views = [model.run_once(x, mirrored=m) for m in (False, True)]
+                more = [model.run_outputs(x, extra, m) if extra else [] for m in (False, True)]
+                dim = views[0][0].shape[1]
+                feats.append(np.stack([e for e, _ in views] if features == EMBEDDING else
+                                      [o[0].reshape(len(x), -1).astype(np.float32) for o in more]))
                 for head in views[0][1]:
                     probs.setdefault(head, []).append(np.stack([h[head] for _, h in views]))
+                mine = [model.probabilities(o[len(extra) - len(own):], len(x), own) for o in more]
+                for head in own:
+                    network.setdefault(head, []).append(np.stack([m[head] for m in mine]))
                 kept += [i for i, _ in ready]
             progress.advance(min(batch, len(paths) - start))
-    if not embs:
+    if not feats:
         raise LookalikeError("none of the photos could be read")
-    return np.concatenate(embs, axis=1), {h: np.concatenate(v, axis=1) for h, v in probs.items()}, kept, errors
+    return Views(np.concatenate(feats, axis=1), {h: np.concatenate(v, axis=1) for h, v in probs.items()},
+                 {h: np.concatenate(v, axis=1) for h, v in network.items()}, kept, errors, dim)
 
 
-def _fit_head(x, y, classes: int, config: HeadsConfig):
+def _fit_head(x, y, classes: int, config: HeadsConfig, standardise: bool):
+    """`standardise`: features other than the unit embedding go through a batch norm first (fixed at export)."""
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(config.seed)
-    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], config.hidden), torch.nn.ReLU(),
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(x.shape[1]) if standardise else torch.nn.Identity(),
+                              torch.nn.Linear(x.shape[1], config.hidden), torch.nn.ReLU(),
                               torch.nn.Dropout(config.dropout), torch.nn.Linear(config.hidden, classes))
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     batches = -(-len(x) // config.batch_size)
@@ -118,7 +150,7 @@ def _fit_head(x, y, classes: int, config: HeadsConfig):
     return net.eval()
 
 
-def _export(nets: dict, dim: int, path: Path) -> None:
+def _export(nets: dict, dim: int, path: Path, input_name: str) -> None:
     import torch
 
     class Heads(torch.nn.Module):
@@ -126,14 +158,14 @@ def _export(nets: dict, dim: int, path: Path) -> None:
             super().__init__()
             self.heads = torch.nn.ModuleDict(nets)
 
-        def forward(self, embedding):
-            return tuple(self.heads[h](embedding) for h in nets)
+        def forward(self, x):
+            return tuple(self.heads[h](x) for h in nets)
 
     names = list(nets)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact and dependency-free
         warnings.simplefilter("ignore")
-        torch.onnx.export(Heads().eval(), (torch.zeros(2, dim),), str(path), input_names=["embedding"],
-                          output_names=names, dynamic_axes={n: {0: "batch"} for n in ["embedding", *names]},
+        torch.onnx.export(Heads().eval(), (torch.zeros(2, dim),), str(path), input_names=[input_name],
+                          output_names=names, dynamic_axes={n: {0: "batch"} for n in [input_name, *names]},
                           opset_version=17, dynamo=False)
 
 
@@ -148,9 +180,11 @@ def _top1(probs: np.ndarray, flip: bool, labels: list[str], truth: list) -> floa
     return round(sum(labels[j] == truth[i] for i, j in zip(known, predicted)) / len(known), 4)
 
 
-def _head_probs(model: OnnxEmbedder, views: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-view head probabilities (2, N, C) of embeddings (2, N, D)."""
-    per_view = [model.heads_of(v) for v in views]
+def _head_probs(model: OnnxEmbedder, views: np.ndarray, network: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-view head probabilities (2, N, C) of features (2, N, D), as `model` reports them: blended with the
+    network's own (`network`, head -> (2, N, C)) where its manifest says."""
+    per_view = [model.blend(model.heads_of(v), {h: network[h][i] for h in model.manifest.heads_blend})
+                for i, v in enumerate(views)]
     return {h: np.stack([p[h] for p in per_view]) for h in model.heads}
 
 
@@ -172,6 +206,7 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     base = load_model(str(init))
     if not isinstance(base, OnnxEmbedder):
         raise ModelError(f"--heads-only needs an ONNX model folder to start from, not {base.name!r}")
+    features, reexport = _resolve_features(base, config.features)
     catalog = Catalog.read(photos, metadata)
     wanted = list(labels) if labels is not None else default_labels(catalog)
     missing = [c for c in wanted if c not in catalog.columns]
@@ -182,8 +217,22 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
         raise LookalikeError(f"no label columns to fit heads on: {len(catalog.products)} photos, {matched} of them with "
                              f"a metadata row; columns: {', '.join(catalog.columns) or 'none'} (name them with --label)")
     products = catalog.products + (Catalog.read(*extra).products if extra else [])
+    origin = base.id
+    with TemporaryDirectory(prefix="lookalike-heads-") as staging:
+        if reexport:
+            log(f"{base.name} was exported without its {features!r} output: exporting its network again from its weights")
+            base = _reexported(base, [p.path for p in catalog.products if not is_validation(p.id, 0.1)], Path(staging))
+        return _fit(base, features, catalog, products, wanted, out, extra, config, name, quantize, progress, log,
+                    command, started, origin if reexport else None)
+
+
+def _fit(base: OnnxEmbedder, features: str, catalog: Catalog, products: list, wanted: list[str], out: Path, extra,
+         config: HeadsConfig, name: str | None, quantize: str, progress: Progress, log, command: str | None,
+         started: float, exported_from: str | None) -> HeadsReport:
+    """fit_heads after its checks; `exported_from`: the id of the model whose network `base` exported again."""
     progress.start(len(products), "embedding")
-    views, own, kept, errors = embed_views(base, [p.path for p in products], progress)
+    got = embed_views(base, [p.path for p in products], progress, features)
+    views, own, kept, errors = got.features, got.probs, got.kept, got.errors
     is_extra = np.array([i >= len(catalog.products) for i in kept])
     ids = [products[i].id for i in kept]
     val = np.array([is_validation(pid, 0.1) for pid in ids]) & ~is_extra
@@ -192,6 +241,10 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     if not vocab:
         raise LookalikeError("no label column has two classes with at least 5 products each")
     repeat = np.where(is_extra, config.extra_repeat, 1)
+    # The network's own heads join the new ones of the same name (an ensemble of the two) when the model lists the
+    # same labels for them and the network's output has that many columns.
+    blend = {h: config.blend for h in encoded if config.blend > 0 and h in got.network and base.heads.get(h) == vocab[h]
+             and got.network[h].shape[2] == len(vocab[h])}
     dropped = [h for h in base.heads if h not in vocab]
     if dropped:
         log(f"the model's heads {', '.join(dropped)} are not fitted again and will be left out of the new model"
@@ -202,7 +255,7 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
     for head, y in encoded.items():
         rows = np.repeat(np.flatnonzero(~val & (y != MISSING)), repeat[~val & (y != MISSING)])
         x = np.concatenate([views[0, rows], views[1, rows]])
-        nets[head] = _fit_head(x, np.concatenate([y[rows], y[rows]]), len(vocab[head]), config)
+        nets[head] = _fit_head(x, np.concatenate([y[rows], y[rows]]), len(vocab[head]), config, features != EMBEDDING)
         progress.advance(1)
     written: dict = {}
 
@@ -210,27 +263,30 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
         for f in base.folder.iterdir():
             if f.is_file() and f.name not in (MANIFEST, HEADS_FILE, "training.json", "CARD.md"):
                 shutil.copyfile(f, tmp / f.name)
-        variants = _export_variants(nets, views.shape[2], tmp, quantize)
+        variants = _export_variants(nets, views.shape[2], tmp, quantize, features)
         megabytes = {v: round(path.stat().st_size / 1e6, 2) for v, path in variants.items()}
         vrows = np.flatnonzero(val)
         flip = base.manifest.embedding.flip
         truth = {h: [columns[h][i] for i in vrows] for h in encoded}
         scores = {}
         for variant, path in variants.items():
-            model = _write(base, path, vocab, tmp, name or out.name, views.shape[2])
-            new = _head_probs(model, views[:, vrows]) if len(vrows) else {}
+            model = _write(base, path, vocab, tmp, name or out.name, got.embedding_dim, features, blend)
+            new = _head_probs(model, views[:, vrows], {h: v[:, vrows] for h, v in got.network.items()}) if len(vrows) else {}
             scores[variant] = {h: _top1(new[h], flip, vocab[h], truth[h]) if new else None for h in encoded}
         chosen = _choose(scores, quantize)
         os.replace(variants[chosen], tmp / HEADS_FILE)
         for path in variants.values():
             path.unlink(missing_ok=True)
-        _write(base, tmp / HEADS_FILE, vocab, tmp, name or out.name, views.shape[2])
+        _write(base, tmp / HEADS_FILE, vocab, tmp, name or out.name, got.embedding_dim, features, blend)
         for head in encoded:
             before = _top1(own[head][:, vrows], flip, base.heads[head], truth[head]) if head in own and len(vrows) else None
             top1[head] = {"before": before, "after": scores[chosen][head]}
         written["seconds"] = time.perf_counter() - started
         (tmp / "training.json").write_text(json.dumps({
-            "command": command, "stage": "heads", "base": base.id, "config": asdict(config), "variant": chosen,
+            "command": command, "stage": "heads", "base": exported_from or base.id,
+            "config": {**asdict(config), "features": features}, "network_exported_again": exported_from is not None,
+            "blended_with_network_heads": sorted(blend),
+            "variant": chosen,
             "variants": {v: {"validation_top1": sc, "megabytes": megabytes[v]} for v, sc in scores.items()},
             "heads": {k: len(v) for k, v in vocab.items()}, "products": len(ids), "validation": int(val.sum()),
             "extra_products": int(is_extra.sum()), "skipped": len(errors), "validation_top1": top1,
@@ -245,10 +301,10 @@ def fit_heads(photos, metadata=None, *, init: str, out: str | Path, labels: list
                        written["seconds"])
 
 
-def _export_variants(nets: dict, dim: int, folder: Path, quantize: str) -> dict[str, Path]:
+def _export_variants(nets: dict, dim: int, folder: Path, quantize: str, features: str) -> dict[str, Path]:
     """The heads as float32 ONNX and, unless `quantize` is float32, with int8 weights (dynamic quantization)."""
     variants = {"float32": folder / "heads-float32.onnx"}
-    _export(nets, dim, variants["float32"])
+    _export(nets, dim, variants["float32"], features)
     if quantize != "float32":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -271,13 +327,15 @@ def _choose(scores: dict[str, dict[str, float | None]], quantize: str) -> str:
     return "int8" if all(q[h] is None or q[h] >= f[h] - 0.01 for h in f) else "float32"
 
 
-def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], folder: Path, name: str, dim: int
-           ) -> OnnxEmbedder:
-    """The manifest of `base` with the heads read from `heads_file` (in `folder`)."""
+def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], folder: Path, name: str, dim: int,
+           features: str, blend: dict[str, float]) -> OnnxEmbedder:
+    """The manifest of `base` with the heads read from `heads_file` (in `folder`), which reads `features`; `dim`:
+    the embedding's."""
     m = base.manifest
     append = {h: w for h, w in m.embedding.append_heads.items() if h in vocab}
     manifest = replace(m, name=name, heads={h: HeadSpec(output=h, labels=list(v)) for h, v in vocab.items()},
                        heads_onnx=heads_file.name, heads_sha256=sha256_file(heads_file),
+                       heads_input="" if features == EMBEDDING else features, heads_blend=blend,
                        dim=dim + sum(len(vocab[h]) for h in append), card=None,
                        embedding=replace(m.embedding, append_heads=append))
     (folder / MANIFEST).write_text(manifest.to_json())
@@ -287,3 +345,41 @@ def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], fo
 def _base_training(folder: Path) -> dict | None:
     record = folder / "training.json"
     return json.loads(record.read_text()) if record.is_file() else None
+
+
+def _resolve_features(base: OnnxEmbedder, wanted: str) -> tuple[str, bool]:
+    """What the heads will read, and whether the network must first be exported again to give it."""
+    outputs = [o.name for o in base.session.get_outputs()]
+    trained_here = (base.folder / WEIGHTS).is_file() and (base.folder / "training.json").is_file()
+    if wanted == AUTO:
+        wanted = POOLED if POOLED in outputs or trained_here else EMBEDDING
+    if wanted == EMBEDDING or wanted in outputs:
+        return wanted, False
+    if wanted == POOLED and trained_here:
+        return wanted, True
+    raise LookalikeError(f"{base.name} has no output {wanted!r} for the heads to read; its outputs: "
+                         f"{', '.join(outputs)} (or 'embedding', the unit embedding)")
+
+
+def _reexported(base: OnnxEmbedder, photos: list[Path], staging: Path, calibration: int = 256) -> OnnxEmbedder:
+    """A copy of `base` (in `staging`) whose network is exported again from its weights, with the outputs this
+    version exports; int8 models are calibrated on `calibration` of `photos` spread over the list."""
+    from .export import export_from_weights
+
+    folder = staging / "model"
+    shutil.copytree(base.folder, folder)
+    spec = base.manifest.input
+    mean, std = (np.asarray(v, np.float32)[:, None, None] / spec.scale for v in (spec.mean, spec.std))
+    images = []
+    for path in photos[::max(1, len(photos) // calibration)][:calibration]:
+        try:
+            x = prepare(base, path)[0]
+        except ImageError:
+            continue
+        images.append(np.clip(np.rint(x * std + mean), 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    if not images:
+        raise LookalikeError("none of the photos could be read")
+    export_from_weights(base.folder, folder / base.manifest.onnx, np.stack(images))
+    manifest = replace(base.manifest, sha256=sha256_file(folder / base.manifest.onnx))
+    (folder / MANIFEST).write_text(manifest.to_json())
+    return OnnxEmbedder(folder)
