@@ -86,3 +86,17 @@ def test_the_api_classifies_in_the_catalogs_vocabulary(split):
     assert blended != heads        # the catalog's labels moved the probabilities
     bad = client.post("/api/classify", files={"image": ("x.jpg", b"not an image", "image/jpeg")})
     assert bad.status_code == 415 and bad.json()["detail"]
+
+
+def test_same_searches_only_the_predicted_article_type_of_a_photo(split):
+    index, held = split
+    for photo, labels in held[:12]:
+        predicted = index.classify(photo, top=1, columns=["articleType"])["articleType"].labels[0]
+        results = index.search(photo, k=8, same=["articleType"])
+        assert results and {r.metadata["articleType"] for r in results} == {predicted}
+    photo, labels = held[0]
+    gender = index.classify(photo, top=1, columns=["gender"])["gender"].labels[0]
+    other = next(v for v, _ in index.facets("gender") if v != gender)
+    assert index.search(photo, k=8, same=["gender"], where={"gender": other}) == []   # the filter and the class disagree
+    both = index.search(photo, k=8, same=["gender"], where={"gender": [gender, other]})
+    assert both and {r.metadata["gender"] for r in both} == {gender}

@@ -47,6 +47,12 @@ def test_search_by_photo_table(idx):
     assert photo.stem in result.stdout and "skirt" in result.stdout
 
 
+def test_search_same_class_as_a_photo(idx):
+    photo = sorted((DEMO / "skirt").glob("*.jpg"))[0]
+    payload = json.loads(run("search", idx, photo, "-k", "30", "--same", "class", "--json").stdout)
+    assert len(payload["results"]) == 20 and {r["class"] for r in payload["results"]} == {"skirt"}
+
+
 def test_add_remove_info(idx, tmp_path):
     extra = tmp_path / "new"
     extra.mkdir()
@@ -111,6 +117,7 @@ def test_model_import_and_list(tmp_path):
     (["search", "{idx}"], "either a query photo"),
     (["search", "{idx}", "--id", "x", "--where", "class"], "bad filter"),
     (["search", "{idx}", "--id", "x", "--agree", "colour"], "cannot re-rank by 'colour'"),
+    (["search", "{idx}", "--id", "x", "--same", "colour"], "cannot keep the same 'colour'"),
     (["search", "{tmp}/missing.idx", "--id", "x"], "no such index"),
     (["search", "{idx}", "{tmp}/missing.jpg"], "no such file"),
     (["index", "{tmp}/nowhere", "--out", "{tmp}/o.idx"], "not a folder"),

@@ -53,6 +53,15 @@ def test_bad_filters_say_what_exists(demo_index):
         demo_index.search(demo_index.ids[0], where={"class": "sock"})
 
 
+def test_same_keeps_the_query_products_own_class(demo_index):
+    for pid in demo_index.ids[::50]:
+        own = demo_index.get(pid).metadata["class"]
+        results = demo_index.search(pid, k=30, same=["class"])
+        assert len(results) == 19 and {r.metadata["class"] for r in results} == {own}   # 20 a class, itself left out
+    with pytest.raises(FilterError, match="cannot keep the same 'colour'.*columns: class"):
+        demo_index.search(demo_index.ids[0], same=["colour"])
+
+
 def test_unknown_id(demo_index):
     with pytest.raises(NotFoundError, match="neither a product id"):
         demo_index.search("no-such-id")

@@ -61,6 +61,9 @@ def test_similar_product_details_random(client):
     plain = client.get(f"/api/products/{pid}/similar?k=8&agree=false&class=dress").json()
     assert plain["filters"] == {"class": ["dress"]} and len(plain["results"]) == 8
     assert client.get(f"/api/products/{pid}").json()["metadata"] == {"class": "dress"}
+    same = client.get(f"/api/products/{pid}/similar?k=40&same=class").json()
+    assert len(same["results"]) == 19 and {r["metadata"]["class"] for r in same["results"]} == {"dress"}
+    assert client.get(f"/api/products/{pid}/similar?same=colour").status_code == 400
     for _ in range(5):
         assert client.get("/api/products/random?class=skirt").json()["metadata"]["class"] == "skirt"
 

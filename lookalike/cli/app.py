@@ -69,6 +69,8 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
            agree: List[str] = typer.Option([], "--agree", help="re-rank by agreement on this column (repeatable; "
                                            "default: articleType, baseColour, gender when the index has them)"),
            no_agree: bool = typer.Option(False, "--no-agree", help="plain similarity order, no re-ranking"),
+           same: List[str] = typer.Option([], "--same", help="only products with the query's value of this column: "
+                                          "a product's own, a photo's predicted (repeatable; e.g. articleType)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
            grid: Optional[Path] = typer.Option(None, help="write a PNG of the query and its results")):
     """Find the products most like a photo or a product."""
@@ -76,7 +78,7 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         raise LookalikeError("give either a query photo or --id PRODUCT_ID")
     idx = Index.load(index_dir)
     results = idx.search(pid if pid is not None else load_image(query), k=k, where=parse_where(where),
-                         exclude_self=not include_self, agree=False if no_agree else (agree or True))
+                         exclude_self=not include_self, agree=False if no_agree else (agree or True), same=same)
     if as_json:
         out.print_json(json.dumps({"query": pid or str(query), "results": [r.to_dict() for r in results]}))
     else:

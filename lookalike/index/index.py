@@ -209,7 +209,7 @@ class Index:
     # ---- searching -------------------------------------------------------------------------------------
     def search(self, query: "ImageSource | str | np.ndarray", k: int = 10, *, where: Where | None = None,
                exclude: Iterable[str] = (), exclude_self: bool = True, collapse_duplicates: bool = True,
-               agree: "Agreement | bool | Sequence[str] | None" = True) -> list[Result]:
+               agree: "Agreement | bool | Sequence[str] | None" = True, same: Sequence[str] = ()) -> list[Result]:
         """The `k` most similar products to `query`: a product id (str), an image (path, bytes, PIL image) or
         a vector. A string that is not an id but names a file is read as an image.
 
@@ -217,13 +217,25 @@ class Index:
         "subCategory": ["Topwear", "Dress"]}`). Searching by id leaves that product (and exact copies of
         its photo) out unless `exclude_self=False`; `collapse_duplicates` shows one of several identical photos.
         `agree` re-ranks the nearest candidates so those that agree with the query's likely articleType,
-        baseColour and gender come first (`lookalike.rerank`; a list names other columns, False turns it off)."""
+        baseColour and gender come first (`lookalike.rerank`; a list names other columns, False turns it off).
+        `same` keeps only products whose value of each named column is the query's: a product's own value, or for
+        a photo its predicted one (`classify`: the model's head blended with the nearest products' labels), e.g.
+        `same=["articleType"]` searches only among the predicted article type."""
         return self.search_many([query], k, where=where, exclude=exclude, exclude_self=exclude_self,
-                                collapse_duplicates=collapse_duplicates, agree=agree)[0]
+                                collapse_duplicates=collapse_duplicates, agree=agree, same=same)[0]
 
     def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
                     exclude_self: bool = True, collapse_duplicates: bool = True,
-                    agree: "Agreement | bool | Sequence[str] | None" = True) -> list[list[Result]]:
+                    agree: "Agreement | bool | Sequence[str] | None" = True, same: Sequence[str] = ()
+                    ) -> list[list[Result]]:
+        if same:   # each query gets its own filter
+            out = []
+            for query in queries:
+                narrowed = self.same_as(query, same, where)
+                out.append([] if not all(narrowed.values()) else self.search_many(
+                    [query], k, where=narrowed, exclude=exclude, exclude_self=exclude_self,
+                    collapse_duplicates=collapse_duplicates, agree=agree)[0])
+            return out
         agreement, columns = self.agreement(agree)
         excluded = {self.row(pid) for pid in exclude}
         vecs, excl, excl_hash, rows, heads = [], [], [], [], []
@@ -249,6 +261,26 @@ class Index:
             hits = [self._agreeing(h, agreement, columns, probs, row)[:k] for h, probs, row in zip(hits, heads, rows)]
         records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
         return [[_result(records[r], s) for r, s in row_hits] for row_hits in hits]
+
+    def same_as(self, query, columns: Sequence[str], where: Where | None = None) -> dict[str, list[str]]:
+        """`where` narrowed to products with the query's value of each of `columns` (see `search`'s `same`): a
+        product's own value, else the predicted one. A value outside `where`'s for that column matches nothing."""
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise FilterError(f"cannot keep the same {', '.join(map(repr, unknown))}: not a column of this index "
+                              f"(columns: {', '.join(self.columns) or 'none'})")
+        out = normalise_where(where)
+        own = self.get(str(query)).metadata if isinstance(query, (str, int)) and str(query) in self._rows else {}
+        missing = [c for c in columns if not own.get(c)]
+        predicted = self.classify(query, top=1, columns=missing) if missing else {}
+        for column in columns:
+            value = own.get(column) or (predicted[column].labels[0] if column in predicted else None)
+            if value is None:
+                raise FilterError(f"cannot tell the query's {column!r}: the model has no head for it and no "
+                                  "neighbour has a value")
+            value = str(value)
+            out[column] = [value] if column not in out or value in out[column] else []
+        return out
 
     def agreement(self, agree: "Agreement | bool | Sequence[str] | None") -> tuple[Agreement | None, list[str]]:
         """The re-ranking settings for `agree` and the columns of this index it applies to. The default

@@ -16,7 +16,7 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -31,9 +31,11 @@ from . import schemas
 from .state import IndexHolder
 
 STATIC = Path(__file__).parent / "static"
-RESERVED_PARAMS = {"k", "exclude_self", "agree"}
+RESERVED_PARAMS = {"k", "exclude_self", "agree", "same"}
 FACET_LIMIT = 60       # columns with more distinct values than this are not offered as filter chips
 THUMB = 256
+SAME = Query([], description="only products with the query's value of this column (repeatable): a product's own, "
+                              "an upload's predicted one; e.g. same=articleType searches the predicted article type")
 AGREE = Query(True, description="re-rank the nearest so that products agreeing with the query's likely "
                                 "articleType, baseColour and gender come first (lookalike.rerank); false: "
                                 "similarity order")
@@ -156,13 +158,13 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
 
     @app.post("/api/search", **documented(schemas.SearchResponse, upload_errors), tags=["search"])
     async def search_upload(request: Request, image: UploadFile = File(..., description="a photo"),
-                            k: int = Query(12, ge=1, le=200), agree: bool = AGREE):
+                            k: int = Query(12, ge=1, le=200), agree: bool = AGREE, same: List[str] = SAME):
         """Most similar products to an uploaded photo. Filters: metadata columns as query parameters."""
         data = await read_upload(image)
         where = filters(request)
         start = time.perf_counter()
         results = await run_in_threadpool(lambda: holder.index.search(load_image(data, name=image.filename), k=k,
-                                                                      where=where, agree=agree))
+                                                                      where=where, agree=agree, same=same))
         return send(schemas.SearchResponse(query={"upload": image.filename}, filters=where,
                                            results=[product(r) for r in results],
                                            took_ms=round((time.perf_counter() - start) * 1000, 2)))
@@ -216,12 +218,13 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         return product(holder.index.get(pid))
 
     @app.get("/api/products/{pid}/similar", **documented(schemas.SearchResponse, errors), tags=["search"])
-    def similar(pid: str, request: Request, k: int = Query(12, ge=1, le=200), agree: bool = AGREE):
+    def similar(pid: str, request: Request, k: int = Query(12, ge=1, le=200), agree: bool = AGREE,
+                same: List[str] = SAME):
         """Most similar products to a catalog product (itself left out). Filters as query parameters."""
         idx = holder.index
         where = filters(request)
         start = time.perf_counter()
-        results = idx.search(idx.ids[idx.row(pid)], k=k, where=where, agree=agree)
+        results = idx.search(idx.ids[idx.row(pid)], k=k, where=where, agree=agree, same=same)
         return send(schemas.SearchResponse(query={"id": pid, "product": product(idx.get(pid)).model_dump()},
                                            filters=where, results=[product(r) for r in results],
                                            took_ms=round((time.perf_counter() - start) * 1000, 2)))
