@@ -98,6 +98,21 @@ def test_upload_filter_click_through(server, page):
     assert page.console_errors == []
 
 
+def test_same_type_switch_keeps_the_querys_type(server, page):
+    page.goto(server)
+    page.wait_for_selector(".chip")
+    assert page.is_visible("#same-switch") and page.inner_text("#same-column") == "class"
+    skirt = sorted((DEMO / "skirt").glob("*.jpg"))[0]
+    page.set_input_files("#file", str(skirt))
+    page.wait_for_function("document.querySelectorAll('.card button').length === 24")
+    assert not all(m.startswith("skirt") for m in page.locator(".card .meta").all_inner_texts())
+    page.check("#same-kind")
+    page.wait_for_function("document.querySelectorAll('.card button').length === 20")   # the 20 skirts
+    metas = page.locator(".card .meta").all_inner_texts()
+    assert metas and all(m.startswith("skirt") for m in metas)
+    assert page.console_errors == []
+
+
 def test_non_image_shows_an_error(server, page, tmp_path):
     page.goto(server)
     page.wait_for_selector(".chip")

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { query: null, filters: {}, facets: {}, heads: [] };
+const state = { query: null, filters: {}, facets: {}, heads: [], kindColumn: null };
 const NAME_COLUMNS = ["productDisplayName", "name", "title"];
 const KIND_COLUMNS = ["articleType", "class", "subCategory", "category"];
 const COLOUR_COLUMNS = ["baseColour", "colour", "color"];
@@ -22,6 +22,7 @@ function title(product) {
 function params(extra = {}) {
   const p = new URLSearchParams(extra);
   for (const [column, values] of Object.entries(state.filters)) if (values.size) p.set(column, [...values].join(","));
+  if (state.kindColumn && $("same-kind").checked) p.set("same", state.kindColumn);
   return p.toString();
 }
 
@@ -351,12 +352,19 @@ async function init() {
   setupWebcam();
   $("random-button").addEventListener("click", randomProduct);
   $("look-mode").addEventListener("change", () => { if (state.query && state.query.file) searchByFile(state.query.file); });
+  $("same-kind").addEventListener("change", rerun);
   window.addEventListener("popstate", fromHash);
   try {
     const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
     state.heads = health.heads;
     $("catalog-info").textContent = `${health.products.toLocaleString()} products`;
     state.facets = Object.fromEntries(Object.entries(facets.columns).map(([c, vs]) => [c, vs]));
+    // "same type only" searches within the query's type column, when the catalog has one
+    state.kindColumn = KIND_COLUMNS.find((c) => c in state.facets) || null;
+    if (state.kindColumn) {
+      $("same-column").textContent = state.kindColumn;
+      $("same-switch").hidden = false;
+    }
     renderFilters();
   } catch (err) {
     showError(`The catalog is not available: ${err.message}`);
