@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -114,22 +115,29 @@ class OnnxEmbedder(Embedder):
                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One pass of the network over a preprocessed batch (or its mirror image): unit embeddings and, per
         head, probabilities (`forward` adds mirror averaging and the search vector)."""
+        emb, probs, _ = self.run_all(batch, mirrored, heads)
+        return emb, probs
+
+    def run_all(self, batch: np.ndarray, mirrored: bool = False, heads: bool = True, also: Sequence[str] = ()
+                ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """`run_once`, plus the raw outputs named in `also`, from the same pass of the network."""
         m = self.manifest
         specs = list(m.heads.values()) if heads else []
         apart = bool(specs) and self.heads_session is not None
         names = [self.embedding_output, *([m.heads_input] if apart and m.heads_input else []),
-                 *(h.output for h in specs if not apart), *(m.heads[h].output for h in self._blended if apart)]
-        results = self.run_outputs(batch, names, mirrored)
-        emb = results[0]
+                 *(h.output for h in specs if not apart), *(m.heads[h].output for h in self._blended if apart), *also]
+        names = list(dict.fromkeys(names))
+        raw = dict(zip(names, self.run_outputs(batch, names, mirrored)))
+        emb = raw[self.embedding_output]
         if emb.ndim == 4:
             axes = (2, 3) if m.embedding.layout == "NCHW" else (1, 2)
             emb = emb.max(axis=axes) if m.embedding.pooling == "max" else emb.mean(axis=axes)
         emb = l2_normalise(emb.reshape(len(batch), -1).astype(np.float32))
         if apart:
-            probs = self.heads_of(results[1].reshape(len(batch), -1).astype(np.float32) if m.heads_input else emb)
-            own = results[len(results) - len(self._blended):]
-            return emb, self.blend(probs, self.probabilities(own, len(batch), self._blended))
-        return emb, self.probabilities(results[1:], len(batch))
+            probs = self.heads_of(raw[m.heads_input].reshape(len(batch), -1).astype(np.float32) if m.heads_input else emb)
+            own = self.probabilities([raw[m.heads[h].output] for h in self._blended], len(batch), self._blended)
+            return emb, self.blend(probs, own), {n: raw[n] for n in also}
+        return emb, self.probabilities([raw[h.output] for h in specs], len(batch)), {n: raw[n] for n in also}
 
     def blend(self, probs: dict[str, np.ndarray], own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The heads file's probabilities averaged with the model's own (`heads_blend`), for the heads in `own`."""

@@ -104,14 +104,14 @@ def embed_views(model: OnnxEmbedder, paths: list[Path], progress: Progress, feat
                 (errors.append((i, error)) if x is None else ready.append((i, x)))
             if ready:
                 x = np.stack([x for _, x in ready])
-                views = [model.run_once(x, mirrored=m) for m in (False, True)]
-                more = [model.run_outputs(x, extra, m) if extra else [] for m in (False, True)]
+                views = [model.run_all(x, mirrored=m, also=extra) for m in (False, True)]
                 dim = views[0][0].shape[1]
-                feats.append(np.stack([e for e, _ in views] if features == EMBEDDING else
-                                      [o[0].reshape(len(x), -1).astype(np.float32) for o in more]))
+                feats.append(np.stack([e for e, _, _ in views] if features == EMBEDDING else
+                                      [o[features].reshape(len(x), -1).astype(np.float32) for _, _, o in views]))
                 for head in views[0][1]:
-                    probs.setdefault(head, []).append(np.stack([h[head] for _, h in views]))
-                mine = [model.probabilities(o[len(extra) - len(own):], len(x), own) for o in more]
+                    probs.setdefault(head, []).append(np.stack([h[head] for _, h, _ in views]))
+                mine = [model.probabilities([o[model.manifest.heads[h].output] for h in own], len(x), own)
+                        for _, _, o in views]
                 for head in own:
                     network.setdefault(head, []).append(np.stack([m[head] for m in mine]))
                 kept += [i for i, _ in ready]
