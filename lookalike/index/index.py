@@ -228,9 +228,11 @@ class Index:
                     exclude_self: bool = True, collapse_duplicates: bool = True,
                     agree: "Agreement | bool | Sequence[str] | None" = True, same: Sequence[str] = ()
                     ) -> list[list[Result]]:
-        if same:   # each query gets its own filter
+        if same:   # each query gets its own filter; the photo is embedded once for both the class and the search
+            self._check_same(same)
             out = []
             for query in queries:
+                query = _Prepared(*self._query_vector(query, with_heads=True))
                 narrowed = self.same_as(query, same, where)
                 out.append([] if not all(narrowed.values()) else self.search_many(
                     [query], k, where=narrowed, exclude=exclude, exclude_self=exclude_self,
@@ -265,12 +267,10 @@ class Index:
     def same_as(self, query, columns: Sequence[str], where: Where | None = None) -> dict[str, list[str]]:
         """`where` narrowed to products with the query's value of each of `columns` (see `search`'s `same`): a
         product's own value, else the predicted one. A value outside `where`'s for that column matches nothing."""
-        unknown = [c for c in columns if c not in self.columns]
-        if unknown:
-            raise FilterError(f"cannot keep the same {', '.join(map(repr, unknown))}: not a column of this index "
-                              f"(columns: {', '.join(self.columns) or 'none'})")
+        self._check_same(columns)
         out = normalise_where(where)
-        own = self.get(str(query)).metadata if isinstance(query, (str, int)) and str(query) in self._rows else {}
+        query = query if isinstance(query, _Prepared) else _Prepared(*self._query_vector(query, with_heads=True))
+        own = self.get(self.ids[query.row]).metadata if query.row is not None else {}
         missing = [c for c in columns if not own.get(c)]
         predicted = self.classify(query, top=1, columns=missing) if missing else {}
         for column in columns:
@@ -281,6 +281,12 @@ class Index:
             value = str(value)
             out[column] = [value] if column not in out or value in out[column] else []
         return out
+
+    def _check_same(self, columns: Sequence[str]) -> None:
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise FilterError(f"cannot keep the same {', '.join(map(repr, unknown))}: not a column of this index "
+                              f"(columns: {', '.join(self.columns) or 'none'})")
 
     def agreement(self, agree: "Agreement | bool | Sequence[str] | None") -> tuple[Agreement | None, list[str]]:
         """The re-ranking settings for `agree` and the columns of this index it applies to. The default
@@ -364,6 +370,8 @@ class Index:
     def _query_vector(self, query, with_heads: bool = False) -> tuple[np.ndarray, int | None, dict | None]:
         """The query's unit vector, its row when it is a product of the index, and (for a photo, when asked
         and the model has heads) the model's predictions."""
+        if isinstance(query, _Prepared):
+            return query.vector, query.row, query.heads
         if isinstance(query, np.ndarray) and query.dtype != np.uint8:
             vec = np.asarray(query, np.float32).reshape(-1)
             if vec.shape[0] != self.dim:
@@ -526,3 +534,12 @@ def _write_files(folder: Path, index, vectors: np.ndarray, columns: list[str], r
 def _result(rec: dict, score: float) -> Result:
     meta = {k: v for k, v in rec.items() if k not in md.RESERVED}
     return Result(rec["id"], score, meta, rec.get("path"))
+
+
+@dataclass
+class _Prepared:
+    """A query already turned into what searching needs (`Index._query_vector`), so work done for one step (the
+    class `same` keeps) is not done again for the next (the search)."""
+    vector: np.ndarray
+    row: int | None
+    heads: dict | None
