@@ -146,3 +146,21 @@ def test_heads_fitted_again_read_the_pooled_features_and_blend_with_the_networks
               log=lambda m: None)
     alone = Embedder.load(str(tmp_path / "alone"))
     assert alone.manifest.heads_blend == {} and alone.id != model.id
+
+
+def test_a_head_is_never_blended_with_a_network_head_of_other_labels(labelled, tmp_path):
+    from lookalike.train.heads import HeadsConfig, fit_heads
+
+    # the same ten classes under other names: as many columns as the network's "class" output, other labels
+    renamed = tmp_path / "renamed.csv"
+    lines = DEMO_CSV.read_text().splitlines()
+    renamed.write_text("\n".join([lines[0]] + [l.replace(",", ",x-", 1) for l in lines[1:]]) + "\n")
+    first = tmp_path / "first"
+    fit_heads(DEMO, renamed, init=str(labelled[0]), out=first, config=HeadsConfig(epochs=2), log=lambda m: None)
+    model = Embedder.load(str(first))
+    assert model.manifest.heads_blend == {} and model.heads["class"][0].startswith("x-")
+    assert model.manifest.network_heads["class"] == Embedder.load(str(labelled[0])).heads["class"]
+    # fitting again on the renamed model: its heads now carry the new labels, the network's output still the old
+    again = tmp_path / "again"
+    fit_heads(DEMO, renamed, init=str(first), out=again, config=HeadsConfig(epochs=2), log=lambda m: None)
+    assert Embedder.load(str(again)).manifest.heads_blend == {}

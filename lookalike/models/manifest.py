@@ -74,6 +74,9 @@ class ModelManifest:
     # With heads_onnx, per head: the weight of the model's own output for that head (in `onnx`, same name and labels)
     # in an average with the heads file's probabilities. Heads not named here are the heads file's alone.
     heads_blend: dict[str, float] = field(default_factory=dict)
+    # With heads_onnx: the labels of the network's own head outputs in `onnx` (its manifest's heads before they
+    # were fitted apart), so a later fit knows which of them it may blend with.
+    network_heads: dict[str, list[str]] = field(default_factory=dict)
     card: str | None = None           # a Markdown model card beside the manifest
     format: str = FORMAT
     version: int = 1

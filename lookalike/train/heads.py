@@ -241,9 +241,10 @@ def _fit(base: OnnxEmbedder, features: str, catalog: Catalog, products: list, wa
     if not vocab:
         raise LookalikeError("no label column has two classes with at least 5 products each")
     repeat = np.where(is_extra, config.extra_repeat, 1)
-    # The network's own heads join the new ones of the same name (an ensemble of the two) when the model lists the
-    # same labels for them and the network's output has that many columns.
-    blend = {h: config.blend for h in encoded if config.blend > 0 and h in got.network and base.heads.get(h) == vocab[h]
+    # The network's own heads join the new ones of the same name (an ensemble of the two) when their labels are
+    # the same and the network's output has that many columns.
+    network = _network_heads(base, got.network)
+    blend = {h: config.blend for h in encoded if config.blend > 0 and network.get(h) == vocab[h]
              and got.network[h].shape[2] == len(vocab[h])}
     dropped = [h for h in base.heads if h not in vocab]
     if dropped:
@@ -270,14 +271,14 @@ def _fit(base: OnnxEmbedder, features: str, catalog: Catalog, products: list, wa
         truth = {h: [columns[h][i] for i in vrows] for h in encoded}
         scores = {}
         for variant, path in variants.items():
-            model = _write(base, path, vocab, tmp, name or out.name, got.embedding_dim, features, blend)
+            model = _write(base, path, vocab, tmp, name or out.name, got.embedding_dim, features, blend, network)
             new = _head_probs(model, views[:, vrows], {h: v[:, vrows] for h, v in got.network.items()}) if len(vrows) else {}
             scores[variant] = {h: _top1(new[h], flip, vocab[h], truth[h]) if new else None for h in encoded}
         chosen = _choose(scores, quantize)
         os.replace(variants[chosen], tmp / HEADS_FILE)
         for path in variants.values():
             path.unlink(missing_ok=True)
-        _write(base, tmp / HEADS_FILE, vocab, tmp, name or out.name, got.embedding_dim, features, blend)
+        _write(base, tmp / HEADS_FILE, vocab, tmp, name or out.name, got.embedding_dim, features, blend, network)
         for head in encoded:
             before = _top1(own[head][:, vrows], flip, base.heads[head], truth[head]) if head in own and len(vrows) else None
             top1[head] = {"before": before, "after": scores[chosen][head]}
@@ -328,14 +329,14 @@ def _choose(scores: dict[str, dict[str, float | None]], quantize: str) -> str:
 
 
 def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], folder: Path, name: str, dim: int,
-           features: str, blend: dict[str, float]) -> OnnxEmbedder:
+           features: str, blend: dict[str, float], network: dict[str, list[str]]) -> OnnxEmbedder:
     """The manifest of `base` with the heads read from `heads_file` (in `folder`), which reads `features`; `dim`:
     the embedding's."""
     m = base.manifest
     append = {h: w for h, w in m.embedding.append_heads.items() if h in vocab}
     manifest = replace(m, name=name, heads={h: HeadSpec(output=h, labels=list(v)) for h, v in vocab.items()},
                        heads_onnx=heads_file.name, heads_sha256=sha256_file(heads_file),
-                       heads_input="" if features == EMBEDDING else features, heads_blend=blend,
+                       heads_input="" if features == EMBEDDING else features, heads_blend=blend, network_heads=network,
                        dim=dim + sum(len(vocab[h]) for h in append), card=None,
                        embedding=replace(m.embedding, append_heads=append))
     (folder / MANIFEST).write_text(manifest.to_json())
@@ -345,6 +346,15 @@ def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], fo
 def _base_training(folder: Path) -> dict | None:
     record = folder / "training.json"
     return json.loads(record.read_text()) if record.is_file() else None
+
+
+def _network_heads(base: OnnxEmbedder, outputs: dict) -> dict[str, list[str]]:
+    """The labels of the network's own head outputs (those in `outputs`): the model's heads when they are the
+    network's; for heads fitted apart, what the manifest recorded of the network's (models written before that
+    record list only their fitted heads, which are then taken as the network's, as they were)."""
+    m = base.manifest
+    known = m.network_heads if base.heads_session is not None and m.network_heads else base.heads
+    return {h: list(labels) for h, labels in known.items() if h in outputs}
 
 
 def _resolve_features(base: OnnxEmbedder, wanted: str) -> tuple[str, bool]:
