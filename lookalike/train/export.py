@@ -129,15 +129,17 @@ def export_from_weights(folder: Path, dst: Path, calibration: np.ndarray) -> Non
     from dataclasses import fields
     from tempfile import TemporaryDirectory
 
-    from . import WEIGHTS, network_record, safe
+    from . import _init_weights, network_record
+    from .loop import build_net
 
     record = network_record(json.loads((folder / "training.json").read_text()))
     known = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in record.get("config", {}).items() if k in known})
-    weights = {k: v.float() for k, v in safe.load(folder / WEIGHTS)[0].items() if not k.startswith("teacher.")}
-    heads = {k.split(".")[1]: v.shape[0] for k, v in weights.items() if k.startswith("heads.") and k.endswith(".proxies")}
-    net = FashionNet(heads, dim=config.dim, widths=tuple(config.widths), blocks=tuple(config.blocks or (1, 1, 1, 1)))
+    weights = {k: v for k, v in _init_weights(folder).items() if not k.startswith("teacher.")}
+    classes = {k.split(".")[1]: range(v.shape[0]) for k, v in weights.items()
+               if k.startswith("heads.") and k.endswith(".proxies")}
+    net = build_net(config, classes, teacher_dim=None)
     net.load_state_dict(weights)
     net.eval()
     with TemporaryDirectory() as tmp:
