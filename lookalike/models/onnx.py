@@ -52,11 +52,10 @@ class OnnxEmbedder(Embedder):
             for name in needed:
                 if name not in names:
                     raise ModelError(f"{path}: no output named {name!r} (outputs: {', '.join(names)})")
-        model_outputs = [o.name for o in self.session.get_outputs()]
         # heads whose probabilities blend the heads file's with the model's own output of the same name
         self._blended = [h for h in m.heads_blend if h in m.heads] if self.heads_session is not None else []
         for head in self._blended:
-            if m.heads[head].output not in model_outputs:
+            if m.heads[head].output not in outputs:
                 raise ModelError(f"{onnx_path}: heads_blend names {head!r}, but the model has no output {m.heads[head].output!r}")
         self.name = m.name
         self.id = m.id
