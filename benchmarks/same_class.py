@@ -27,10 +27,10 @@ FIELDS = ["articleType", "baseColour", "gender", "articleType+baseColour"]
 console = Console()
 
 
-def training_index() -> tuple[Index, list[tuple[str, dict]]]:
-    """The index of the training products (built once, cached) and the validation products (id, labels)."""
+def training_index() -> tuple[Index, list[tuple[Path, dict]]]:
+    """The index of the training products (built once, cached) and the validation products (photo, labels)."""
     products = Catalog.read(catalog_images(), FPI / "styles.csv").products
-    held = [(p.id, p.metadata) for p in products if is_validation(p.id, 0.1)]
+    held = [(p.path, p.metadata) for p in products if is_validation(p.id, 0.1)]
     out = CACHE / "fpi-train.idx"
     if out.exists():
         return Index.load(out), held
@@ -62,15 +62,14 @@ def main() -> None:
     args = parser.parse_args()
     index, held = training_index()
     held = held[:: max(1, len(held) // args.queries)][: args.queries]
-    paths = {p.id: p.path for p in Catalog.read(catalog_images(), FPI / "styles.csv").products}
     ways = {"plain similarity": dict(agree=False), "agreement re-ranking (default)": dict(),
             "same predicted articleType (same=articleType)": dict(same=["articleType"])}
     results = {"model": index.model.id, "products": len(index), "queries": len(held)}
     for name, options in ways.items():
         scores, times = {f: [] for f in FIELDS}, []
-        for pid, labels in held:
+        for photo, labels in held:
             start = time.perf_counter()
-            found = index.search(paths[pid], k=10, **options)
+            found = index.search(photo, k=10, **options)
             times.append(time.perf_counter() - start)
             for field, p in precision(found, labels).items():
                 scores[field].append(p)
