@@ -397,3 +397,43 @@ def test_a_parser_with_flip_reads_the_mirrored_photo_too(tmp_path):
     assert not np.allclose(plain.parse(photo).probs, expected, atol=1e-3)
     assert np.allclose(both.parse(photo).probs, expected, atol=1e-3)
     assert np.allclose(both.parse(mirror).probs, both.parse(photo).probs[..., ::-1], atol=1e-3)
+
+
+def test_tags_correct_the_parsers_pseudo_masks():
+    """A kind the tags do not name is struck out of every pixel; pixels left unsure are IGNORE."""
+    from lookalike.look.kinds import CLASSES
+    from lookalike.train.pseudo import IGNORE, allowed_classes, pseudo_mask
+
+    allowed = allowed_classes(["null", "skin", "hair", "dress", "heels", "sunglasses"], Kinds.load())
+    assert [c for c, ok in zip(CLASSES, allowed) if ok] == ["background", "one-piece", "footwear", "person"]
+    probs = np.zeros((len(CLASSES), 1, 3), np.float32)
+    probs[[CLASSES.index("top"), CLASSES.index("one-piece")], 0, 0] = (0.6, 0.4)      # a dress read as a top
+    probs[[CLASSES.index("bottom"), CLASSES.index("background")], 0, 1] = (0.7, 0.3)  # no bottom in this photo
+    probs[[CLASSES.index("bag"), CLASSES.index("person"), CLASSES.index("background")], 0, 2] = (0.6, 0.2, 0.2)
+    mask = pseudo_mask(probs, allowed, min_prob=0.6)
+    assert mask.tolist() == [[CLASSES.index("one-piece"), CLASSES.index("background"), IGNORE]]
+
+
+def test_pseudo_masks_of_tagged_photos_train_a_parser(tmp_path):
+    """Photo 1006 is tagged dress, bag and shoes and has no mask. The shipped parser calls part of the dress a
+    top; the pseudo mask has no top, and the dress. A parser trains on annotated and pseudo-masked photos."""
+    pytest.importorskip("torch", reason="training needs the train extra (torch)")
+    from lookalike.images import load_image
+    from lookalike.look.kinds import CLASSES
+    from lookalike.train.parser import train_parser
+    from lookalike.train.pseudo import make_pseudo
+
+    extract(tmp_path, (2, 4, 1006))
+    tags = json.loads((CCP / "image_tags.json").read_text())
+    (tmp_path / "tags.json").write_text(json.dumps({"1006": tags["1006"], "0002": ["null", "dress"]}))
+    raw = garment_parser().parse(load_image(tmp_path / "photos" / "1006.jpg")).labels
+    assert (raw == CLASSES.index("top")).sum() > 100
+    summary = make_pseudo(tmp_path, tmp_path / "tags.json", tmp_path / "pseudo", log=lambda m: None)
+    assert summary["photos"] == 1          # photo 0002 has a mask of its own
+    mask = np.asarray(Image.open(tmp_path / "pseudo" / "masks" / "1006.png"))
+    assert not np.isin(mask, [CLASSES.index(k) for k in ("top", "bottom")]).any()
+    assert (mask == CLASSES.index("one-piece")).sum() > (raw == CLASSES.index("one-piece")).sum()
+    assert not (tmp_path / "pseudo.tmp").exists()
+    manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, size=(64, 96),
+                            pseudo=tmp_path / "pseudo", log=lambda m: None)
+    assert manifest["trained_on"] == "Clothing Co-Parsing, 2 annotated photos and 1 tagged photos with pseudo masks"

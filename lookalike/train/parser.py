@@ -26,6 +26,7 @@ from torch import nn
 from ..files import sha256_file
 from ..look.kinds import CLASSES, KINDS, Kinds
 from ..look.parser import HOLDOUTS, held_out
+from .pseudo import IGNORE
 
 WIDTH, HEIGHT = 128, 192
 MEAN, STD = 0.5, 0.25
@@ -138,6 +139,20 @@ def load_pairs(ccp: Path, labels: list[str], kinds: Kinds, numbers: list[int], s
     return np.stack(images), np.stack(masks)
 
 
+def load_pseudo(folder: Path, size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[np.ndarray, np.ndarray]:
+    """Photos and pseudo masks written by `lookalike.train.pseudo` (masks hold parser classes, IGNORE where
+    unsure), at twice the parser input `size`, as `load_pairs` gives them."""
+    width, height = size
+    images, masks = [], []
+    for path in sorted((folder / "masks").glob("*.png")):
+        photo = Image.open(folder / "photos" / f"{path.stem}.jpg").convert("RGB")
+        images.append(np.asarray(photo.resize((width * 2, height * 2), Image.BILINEAR)))
+        masks.append(np.asarray(Image.open(path).resize((width * 2, height * 2), Image.NEAREST), dtype=np.uint8))
+    if not images:
+        raise ValueError(f"{folder}: no pseudo masks (masks/*.png) here")
+    return np.stack(images), np.stack(masks)
+
+
 def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size: tuple[int, int] = (WIDTH, HEIGHT)):
     """Random zoom and shift (including half-body crops), flips and light, at the parser's input `size` (w, h)."""
     b = images.shape[0]
@@ -167,13 +182,15 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size:
 
 def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, batch: int = 16, lr: float = 3e-3,
                  seed: int = 0, threads: int = 0, encoder: str | None = None, weights: dict[str, float] | None = None,
-                 size: tuple[int, int] = (WIDTH, HEIGHT), holdout: str = "odd", dice: float = 0.0, log=print) -> dict:
+                 size: tuple[int, int] = (WIDTH, HEIGHT), holdout: str = "odd", dice: float = 0.0,
+                 pseudo: Path | None = None, log=print) -> dict:
     """Train on the annotated CCP photos not held out (`holdout`: odd, quarter or none; see `held_out`). `encoder`: a lookalike model ('default' or a folder with weights.safetensors)
     whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate.
     `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS). `size`: the
     parser's input (width, height), multiples of 32. `dice` > 0 adds that weight of soft Dice loss over the garment
     kinds (one minus the mean overlap of predicted and true pixels per kind in the batch), which scores a kind's
-    whole extent rather than each pixel, as the boxes are judged."""
+    whole extent rather than each pixel, as the boxes are judged. `pseudo`: a folder of tag-corrected pseudo
+    masks (`lookalike.train.pseudo`) whose photos join the training set; their unsure pixels teach nothing."""
     held_out(0, holdout)    # refuses an unknown holdout before any photo is loaded
     if size[0] % 32 or size[1] % 32:
         raise ValueError(f"parser input {size[0]}x{size[1]}: width and height must be multiples of 32")
@@ -191,6 +208,12 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     numbers = sorted(int(p.stem) for p in (ccp / "masks").glob("*.png"))
     train_n = [n for n in numbers if not held_out(n, holdout)]
     images, masks = load_pairs(ccp, labels, kinds, train_n, size)
+    extra = 0
+    if pseudo is not None:
+        more_images, more_masks = load_pseudo(pseudo, size)
+        extra = len(more_images)
+        images, masks = np.concatenate([images, more_images]), np.concatenate([masks, more_masks])
+        log(f"pseudo: {extra} tagged photos from {pseudo}")
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
     if encoder is not None:
         from . import _init_weights, init_blocks
@@ -205,21 +228,21 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         net = ParserNet()
         groups, max_lr = net.parameters(), lr
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
-    steps = epochs * (len(train_n) // batch)
+    steps = epochs * (len(images) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1)
     loss_weights = torch.tensor(class_weights)
     kind_ids = torch.tensor([CLASSES.index(k) for k in KINDS])
     started = time.perf_counter()
     for epoch in range(epochs):
         net.train()
-        order = torch.randperm(len(train_n), generator=g)
+        order = torch.randperm(len(images), generator=g)
         losses = []
-        for s in range(len(train_n) // batch):
+        for s in range(len(images) // batch):
             idx = order[s * batch:(s + 1) * batch]
             x, y = augment(images_t[idx], masks_t[idx], g, size)
             logits, presence = net(x)
             present = (y.unsqueeze(1) == kind_ids.view(1, -1, 1, 1)).float().mean((2, 3)) >= PRESENT_SHARE
-            loss = F.cross_entropy(logits, y, weight=loss_weights) + \
+            loss = F.cross_entropy(logits, y, weight=loss_weights, ignore_index=IGNORE) + \
                 PRESENCE_WEIGHT * F.binary_cross_entropy_with_logits(presence, present.float())
             if dice:
                 loss = loss + dice * soft_dice(logits, y, kind_ids)
@@ -240,7 +263,8 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
     quantize_parser(out, images, size)
     manifest = {"format": "lookalike-parser", "version": 1, "onnx": "parser.onnx", "sha256": sha256_file(out / "parser.onnx"),
                 "width": size[0], "height": size[1], "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
-                "trained_on": f"Clothing Co-Parsing, {len(train_n)} annotated photos", "holdout": holdout,
+                "trained_on": f"Clothing Co-Parsing, {len(train_n)} annotated photos"
+                + (f" and {extra} tagged photos with pseudo masks" if extra else ""), "holdout": holdout,
                 "encoder": _model_name(encoder) if encoder else "trained from scratch",
                 "quantization": "int8 static QDQ, calibrated on 64 training photos", "epochs": epochs,
                 "seed": seed, "class_weights": dict(zip(CLASSES, class_weights)), **({"dice": dice} if dice else {}), "minutes": round((time.perf_counter() - started) / 60, 1)}
@@ -250,7 +274,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
 
 def soft_dice(logits: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """1 - mean soft Dice over `classes` present in the batch (probabilities against one-hot truth)."""
-    p = F.softmax(logits, dim=1)[:, classes]
+    p = F.softmax(logits, dim=1)[:, classes] * (y != IGNORE).unsqueeze(1)
     t = (y.unsqueeze(1) == classes.view(1, -1, 1, 1)).float()
     inter, total = (p * t).sum((0, 2, 3)), (p + t).sum((0, 2, 3))
     shown = t.sum((0, 2, 3)) > 0
@@ -289,6 +313,7 @@ def main() -> None:
     ap.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="input WIDTHxHEIGHT, multiples of 32")
     ap.add_argument("--holdout", default="odd", choices=list(HOLDOUTS),
                     help="annotated photos kept out of training: odd (default), quarter (numbered 1 mod 4) or none")
+    ap.add_argument("--pseudo", type=Path, help="folder of tag-corrected pseudo masks (lookalike.train.pseudo) to train on too")
     ap.add_argument("--dice", type=float, default=0.0, help="weight of a soft Dice loss over the garment kinds (0: none)")
     args = ap.parse_args()
     if args.dice < 0:
@@ -301,7 +326,7 @@ def main() -> None:
     weights = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
     print(json.dumps(train_parser(args.ccp, args.labels, args.out, epochs=args.epochs, seed=args.seed,
                                   threads=args.threads, encoder=args.encoder, weights=weights, size=size,
-                                  holdout=args.holdout, dice=args.dice), indent=2))
+                                  holdout=args.holdout, dice=args.dice, pseudo=args.pseudo), indent=2))
 
 
 if __name__ == "__main__":
