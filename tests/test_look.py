@@ -425,11 +425,13 @@ def test_pseudo_masks_of_tagged_photos_train_a_parser(tmp_path):
 
     extract(tmp_path, (2, 4, 1006))
     tags = json.loads((CCP / "image_tags.json").read_text())
-    (tmp_path / "tags.json").write_text(json.dumps({"1006": tags["1006"], "0002": ["null", "dress"]}))
+    (tmp_path / "photos" / "1100.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    (tmp_path / "tags.json").write_text(json.dumps({"1006": tags["1006"], "0002": ["null", "dress"], "1100": ["bag"]}))
     raw = garment_parser().parse(load_image(tmp_path / "photos" / "1006.jpg")).labels
     assert (raw == CLASSES.index("top")).sum() > 100
     summary = make_pseudo(tmp_path, tmp_path / "tags.json", tmp_path / "pseudo", log=lambda m: None)
-    assert summary["photos"] == 1          # photo 0002 has a mask of its own
+    assert summary["photos"] == 1          # photo 0002 has a mask of its own; 1100 cannot be read
+    assert list(summary["skipped"]) == ["1100"] and not (tmp_path / "pseudo" / "masks" / "1100.png").exists()
     mask = np.asarray(Image.open(tmp_path / "pseudo" / "masks" / "1006.png"))
     assert not np.isin(mask, [CLASSES.index(k) for k in ("top", "bottom")]).any()
     assert (mask == CLASSES.index("one-piece")).sum() > (raw == CLASSES.index("one-piece")).sum()

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import ImageError
 from ..images import load_image
 from ..look.kinds import CLASSES, KINDS, Kinds
 from ..look.parser import SHIPPED, GarmentParser
@@ -46,32 +47,40 @@ def pseudo_mask(probs: np.ndarray, allowed: np.ndarray, min_prob: float = 0.5) -
 
 def make_pseudo(ccp: Path, tags_file: Path, out: Path, parser: Path = SHIPPED, min_prob: float = 0.5,
                 log=print) -> dict:
-    """Write out/photos/NNNN.jpg and out/masks/NNNN.png for every tagged photo of `ccp` with no mask of its own."""
+    """Write out/photos/NNNN.jpg and out/masks/NNNN.png for every tagged photo of `ccp` with no mask of its own.
+    Photos that cannot be read are skipped and listed in the summary (`skipped`)."""
     tags = json.loads(tags_file.read_text())
     kinds = Kinds.load()
     model = GarmentParser(parser)
     annotated = {p.stem for p in (ccp / "masks").glob("*.png")}
     todo = sorted(n for n in tags if n not in annotated and (ccp / "photos" / f"{n}.jpg").exists())
     tmp = out.with_name(out.name + ".tmp")
-    (tmp / "photos").mkdir(parents=True, exist_ok=True)
-    (tmp / "masks").mkdir(exist_ok=True)
-    started, counts, ignored = time.perf_counter(), np.zeros(len(CLASSES), np.int64), 0
+    if tmp.exists():                     # left by a run that died: start clean
+        shutil.rmtree(tmp)
+    (tmp / "photos").mkdir(parents=True)
+    (tmp / "masks").mkdir()
+    started, counts, ignored, skipped = time.perf_counter(), np.zeros(len(CLASSES), np.int64), 0, {}
     for name in todo:
-        image = load_image(ccp / "photos" / f"{name}.jpg")
+        try:
+            image = load_image(ccp / "photos" / f"{name}.jpg")
+        except ImageError as e:
+            skipped[name] = str(e)
+            continue
         parsed = model.parse(image)
         mask = pseudo_mask(parsed.probs, allowed_classes(tags[name], kinds), min_prob)
         shutil.copyfile(ccp / "photos" / f"{name}.jpg", tmp / "photos" / f"{name}.jpg")
         Image.fromarray(mask).save(tmp / "masks" / f"{name}.png")
         counts += np.bincount(mask[mask != IGNORE].ravel(), minlength=len(CLASSES))
         ignored += int((mask == IGNORE).sum())
-    summary = {"photos": len(todo), "parser": str(parser), "min_prob": min_prob,
+    summary = {"photos": len(todo) - len(skipped), "skipped": skipped, "parser": str(parser), "min_prob": min_prob,
                "pixels": {**{c: int(n) for c, n in zip(CLASSES, counts)}, "ignored": ignored},
                "minutes": round((time.perf_counter() - started) / 60, 1)}
     (tmp / "pseudo.json").write_text(json.dumps(summary, indent=2) + "\n")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    log(f"{len(todo)} tagged photos labelled into {out} ({summary['minutes']} min)")
+    log(f"{summary['photos']} tagged photos labelled into {out}, {len(skipped)} unreadable skipped "
+        f"({summary['minutes']} min)")
     return summary
 
 
