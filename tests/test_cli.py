@@ -130,7 +130,8 @@ def test_user_errors_exit_2_with_a_message(idx, tmp_path, args, message):
     assert message in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("blocks", ["1,2", "1,1,0,2", "one"])
-def test_train_refuses_a_malformed_depth(tmp_path, blocks):
-    result = run("train", DEMO, "--out", tmp_path / "m", "--blocks", blocks, code=2)
-    assert "--blocks" in result.output and not (tmp_path / "m").exists()
+@pytest.mark.parametrize("option,value", [("--blocks", "1,2"), ("--blocks", "1,1,0,2"), ("--blocks", "one"),
+                                          ("--widths", "32,64,128"), ("--widths", "32,64,4,256")])
+def test_train_refuses_a_malformed_depth_or_width(tmp_path, option, value):
+    result = run("train", DEMO, "--out", tmp_path / "m", option, value, code=2)
+    assert option in result.output and not (tmp_path / "m").exists()

@@ -236,18 +236,18 @@ def test_blobs_of_a_garment_mask_and_stray_pixels():
 
 
 def test_parser_encoder_is_the_whole_default_network():
-    """`--encoder default` gives the parser the default model's whole backbone, extra residual blocks included:
-    its encoder computes exactly the model's last feature map."""
+    """`--encoder default` gives the parser the default model's whole backbone, extra residual blocks and channels
+    included: its encoder computes exactly the model's last feature map."""
     torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
-    from lookalike.train import _init_weights, init_blocks
+    from lookalike.train import _init_weights, init_blocks, init_widths
     from lookalike.train.net import FashionNet
     from lookalike.train.parser import ParserNet
 
-    state, blocks = _init_weights("default"), init_blocks("default")
+    state, blocks, widths = _init_weights("default"), init_blocks("default"), init_widths("default")
     backbone = {k: v for k, v in state.items() if k.startswith(("stem.", "stages.", "more."))}
-    parser = ParserNet(fashion=True, blocks=blocks).eval()
+    parser = ParserNet(fashion=True, blocks=blocks, widths=widths).eval()
     assert parser.load_fashion(state) == len(backbone)
-    body = FashionNet({}, blocks=blocks).eval()
+    body = FashionNet({}, blocks=blocks, widths=widths).eval()
     body.load_state_dict(backbone, strict=False)
     x = torch.randn(2, 3, 96, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

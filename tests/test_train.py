@@ -127,6 +127,39 @@ def test_added_blocks_start_as_the_identity_and_depth_follows_init(labelled, tmp
     assert json.loads((again / "training.json").read_text())["config"]["blocks"] == [1, 1, 2, 2]
 
 
+def test_a_widened_network_first_computes_the_same_function_and_widths_follow_init(labelled, tmp_path):
+    from lookalike.errors import LookalikeError
+    from lookalike.train import _init_weights
+    from lookalike.train.loop import build_net
+
+    out, _ = labelled
+    weights = _init_weights(out)
+    vocab = {"class": sorted(p.name for p in DEMO.iterdir() if p.is_dir())}
+    wider = {**TINY, "widths": (8, 16, 24, 48)}
+    narrow, wide = build_net(TrainConfig(**TINY), vocab, None), build_net(TrainConfig(**wider), vocab, None)
+    assert narrow.load_grown(weights) == (len(weights), 0)
+    copied, grown = wide.load_grown(weights)
+    assert grown > 0 and copied + grown == len(weights)
+    assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in narrow.parameters())
+    narrow.eval(), wide.eval()
+    x = torch.randn(3, 3, 80, 64)
+    with torch.no_grad():
+        (a, a_heads, _), (b, b_heads, _) = narrow(x), wide(x)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a_heads["class"], b_heads["class"], atol=1e-4)
+
+    widened = tmp_path / "wide"
+    train(DEMO / "hat", None, out=widened, init=str(out), config=TrainConfig(**wider), quantize="float32",
+          log=lambda m: None)
+    again = tmp_path / "again"
+    train(DEMO / "hat", None, out=again, init=str(widened), config=TrainConfig(**{**TINY, "widths": None}),
+          quantize="float32", log=lambda m: None)
+    assert json.loads((again / "training.json").read_text())["config"]["widths"] == [8, 16, 24, 48]
+    with pytest.raises(LookalikeError, match="narrower"):
+        train(DEMO / "hat", None, out=tmp_path / "narrow", init=str(widened), config=TrainConfig(**TINY),
+              log=lambda m: None)
+    assert not (tmp_path / "narrow").exists()
+
+
 def test_heads_fitted_again_read_the_pooled_features_and_blend_with_the_networks_own(labelled, tmp_path):
     from lookalike.models.pipeline import prepare
     from lookalike.train.heads import HeadsConfig, fit_heads

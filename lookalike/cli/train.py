@@ -41,6 +41,9 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
           blocks: Optional[str] = typer.Option(None, help="residual blocks per stage, e.g. 1,1,2,2 (default: those of "
                                                "--init, else one each); added blocks start as the identity"),
+          widths: Optional[str] = typer.Option(None, help="channels per stage, e.g. 32,64,128,384 (default: those of "
+                                               "--init, else 32,64,128,256); with --init, added channels start "
+                                               "unused, so the network first computes the same function"),
           max_minutes: Optional[float] = typer.Option(None, help="stop training after this long"),
           quantize: str = typer.Option("auto", help="auto, int8 or float32"),
           seed: int = typer.Option(0), name: Optional[str] = typer.Option(None, help="model name (default: folder name)")):
@@ -55,7 +58,8 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
         return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
                            name, quantize, command, features, hidden, blend)
     config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
-                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_blocks(blocks))
+                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_stages(blocks, "--blocks", "1,1,2,2", 1),
+                         widths=_stages(widths, "--widths", "32,64,128,384", 8))
     with RichProgress(err) as progress:
         report = run(photos, metadata, out=out_dir, labels=label, init=init, teacher=teacher, backgrounds=backgrounds,
                      extra=(extra, extra_metadata) if extra else None,
@@ -93,16 +97,17 @@ def _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, e
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
 
 
-def _blocks(text: Optional[str]) -> Optional[tuple]:
+def _stages(text: Optional[str], option: str, example: str, least: int) -> Optional[tuple]:
+    """Four numbers, one per stage (`--blocks`, `--widths`)."""
     if text is None:
         return None
     try:
-        blocks = tuple(int(n) for n in text.split(","))
+        counts = tuple(int(n) for n in text.split(","))
     except ValueError:
-        blocks = ()
-    if len(blocks) != 4 or min(blocks) < 1:
-        raise LookalikeError(f"--blocks {text!r}: give four counts of at least 1, e.g. 1,1,2,2")
-    return blocks
+        counts = ()
+    if len(counts) != 4 or min(counts) < least:
+        raise LookalikeError(f"{option} {text!r}: give four numbers of at least {least}, e.g. {example}")
+    return counts
 
 
 def _image_files(inputs: List[Path]) -> list[Path]:

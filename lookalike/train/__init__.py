@@ -90,9 +90,20 @@ def network_record(training: dict) -> dict:
 
 def init_blocks(init: str | Path) -> tuple:
     """Residual blocks per stage of the model to start from (one each for models trained before the option)."""
+    return tuple(_network_config(init).get("blocks") or (1, 1, 1, 1))
+
+
+def init_widths(init: str | Path) -> tuple:
+    """Channels per stage of the model to start from."""
+    from .net import WIDTHS
+
+    return tuple(_network_config(init).get("widths") or WIDTHS)
+
+
+def _network_config(init: str | Path) -> dict:
     record = model_folder(init) / "training.json"
     training = json.loads(record.read_text()) if record.is_file() else {}
-    return tuple(network_record(training).get("config", {}).get("blocks") or (1, 1, 1, 1))
+    return network_record(training).get("config", {})
 
 
 def _val_scores(model, data, rows: np.ndarray) -> dict:
@@ -122,10 +133,16 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     from . import safe
     from .export import export_onnx, quantize as quantize_model, throughput, write_model
     from .loop import TrainConfig, fit
+    from .net import WIDTHS
 
     config = config or TrainConfig()
     if config.blocks is None:
         config = replace(config, blocks=init_blocks(init) if init else (1, 1, 1, 1))
+    if config.widths is None:
+        config = replace(config, widths=init_widths(init) if init else WIDTHS)
+    if init and any(a < b for a, b in zip(config.widths, init_widths(init))):
+        raise LookalikeError(f"widths {config.widths} are narrower than those of {init} {init_widths(init)}: "
+                             "a network can only be widened from --init")
     progress = progress or NoProgress()
     out = Path(out)
     started = time.perf_counter()

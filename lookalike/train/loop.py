@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from . import safe
 from .augment import augment, normalise
 from .data import MISSING, TrainData
-from .net import FashionNet
+from .net import WIDTHS, FashionNet
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
 HEAD_WEIGHTS = {"articleType": 1.0, "subCategory": 0.5, "masterCategory": 0.25, "baseColour": 1.0, "gender": 0.5,
@@ -41,7 +41,7 @@ class TrainConfig:
     width: int = 64
     height: int = 80
     dim: int = 256
-    widths: tuple = (32, 64, 128, 256)
+    widths: tuple | None = None       # channels per stage; None: those of --init, else 32, 64, 128, 256
     blocks: tuple | None = None       # residual blocks per stage; None: those of --init, else one each
     threads: int = 0
 
@@ -56,7 +56,7 @@ class TrainResult:
 
 def build_net(config: TrainConfig, vocab: dict[str, list[str]], teacher_dim: int | None) -> FashionNet:
     heads = {name: len(classes) for name, classes in vocab.items()}
-    return FashionNet(heads, dim=config.dim, widths=tuple(config.widths), teacher_dim=teacher_dim,
+    return FashionNet(heads, dim=config.dim, widths=tuple(config.widths or WIDTHS), teacher_dim=teacher_dim,
                       blocks=tuple(config.blocks or (1, 1, 1, 1)))
 
 
@@ -113,9 +113,8 @@ def fit(data: TrainData, out: Path, config: TrainConfig, *, init: dict | None = 
     net = build_net(config, data.vocab, teacher_dim)
     if init:
         own = net.state_dict()
-        matched = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
-        net.load_state_dict(matched, strict=False)
-        log(f"initialised {len(matched)}/{len(own)} tensors from --init")
+        copied, grown = net.load_grown(init)
+        log(f"initialised {copied + grown}/{len(own)} tensors from --init" + (f" ({grown} widened)" if grown else ""))
     train_rows = np.flatnonzero(~data.val)
     if data.extra is not None and config.extra_repeat > 1:
         train_rows = np.concatenate([train_rows] + [np.flatnonzero(data.extra)] * (config.extra_repeat - 1))

@@ -4,7 +4,8 @@ Stem (3x3, stride 2) then four stages of residual blocks (32, 64, 128, 256 chann
 resolution; `blocks` says how many per stage, one each by default), global average + max pooling, a linear
 projection to a 256-d L2-normalised embedding. A stage's blocks after its first start as the identity (their
 last batch norm's scale is zero), so a deeper network initialised from a shallower one's weights computes the
-same function before fine-tuning. Heads are cosine classifiers on that embedding (each class a learned unit
+same function before fine-tuning; so does a wider one (`load_grown`: old channels keep their weights and ignore
+the new ones, which start random and read everything). Heads are cosine classifiers on that embedding (each class a learned unit
 "proxy"), so the classification losses shape the embedding space directly (normalised-softmax proxy loss). An
 optional projection predicts a teacher's features (distillation at training time only; it is not exported).
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+WIDTHS = (32, 64, 128, 256)     # channels per stage unless a model says otherwise
 
 
 class Block(nn.Module):
@@ -44,7 +47,7 @@ class CosineHead(nn.Module):
 
 
 class FashionNet(nn.Module):
-    def __init__(self, heads: dict[str, int], dim: int = 256, widths=(32, 64, 128, 256),
+    def __init__(self, heads: dict[str, int], dim: int = 256, widths=WIDTHS,
                  teacher_dim: int | None = None, blocks=(1, 1, 1, 1)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]),
@@ -65,6 +68,37 @@ class FashionNet(nn.Module):
         self.teacher = nn.Sequential(nn.Linear(2 * cin, 512), nn.ReLU(inplace=True), nn.Linear(512, teacher_dim)) \
             if teacher_dim else None
         self.head_names = list(heads)
+
+    def load_grown(self, init: dict) -> tuple[int, int]:
+        """Load the weights of a network of the same design with as many or fewer blocks and channels, so that this
+        one computes the same function: each tensor's old part is copied, new output channels keep their random
+        initialisation, and old outputs read new input channels with weight zero. Returns (tensors copied, grown)."""
+        state, copied, grown = self.state_dict(), 0, 0
+        pooled = {"project.0.weight", "teacher.0.weight"}   # inputs are [mean | max] of the last stage's channels
+        for key, old in init.items():
+            new = state.get(key)
+            if new is None or old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+                continue
+            if old.shape == new.shape:
+                state[key] = old.clone()
+                copied += 1
+                continue
+            o = old.shape[0]
+            if key in pooled and old.shape[1] != new.shape[1]:
+                half, c = new.shape[1] // 2, old.shape[1] // 2
+                grown_t = new.clone()
+                grown_t[:, :] = 0
+                grown_t[:o, :c], grown_t[:o, half:half + c] = old[:, :c], old[:, c:]
+                grown_t[o:, :] = new[o:, :]
+            else:
+                grown_t = new.clone()
+                if old.dim() > 1:
+                    grown_t[:o] = 0
+                grown_t[tuple(slice(0, n) for n in old.shape)] = old
+            state[key] = grown_t
+            grown += 1
+        self.load_state_dict(state)
+        return copied, grown
 
     def features(self, x):
         f = self.stem(x)

@@ -46,18 +46,21 @@ class ParserNet(nn.Module):
     stages, strides 2 to 16, `blocks` residual blocks each), so it can start from weights that learnt garments on
     the whole catalog."""
 
-    def __init__(self, classes: int = len(CLASSES), fashion: bool = False, blocks=(1, 1, 1, 1)):
+    def __init__(self, classes: int = len(CLASSES), fashion: bool = False, blocks=(1, 1, 1, 1), widths=None):
         super().__init__()
         # A stage's blocks after its first (empty, the identity, for one-block stages: tensor names stay as before).
         self.more = nn.ModuleList(nn.Sequential() for _ in range(4))
         if fashion:
             from .net import FashionNet
 
-            body = FashionNet({}, blocks=blocks)
-            self.e1 = nn.Sequential(body.stem, body.stages[0])                  # 1/2, 32
+            from .net import WIDTHS
+
+            widths = tuple(widths or WIDTHS)
+            body = FashionNet({}, blocks=blocks, widths=widths)
+            self.e1 = nn.Sequential(body.stem, body.stages[0])                  # 1/2 (32 channels by default)
             self.e2, self.e3, self.e4 = body.stages[1], body.stages[2], body.stages[3]  # 1/4 64, 1/8 128, 1/16 256
             self.more = body.more
-            widths, w5 = (32, 64, 128, 256), 192
+            w5 = 192
             dec = (16, 32, 64, 128)
         else:
             widths, w5 = (16, 32, 64, 128), 192
@@ -216,9 +219,9 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         log(f"pseudo: {extra} tagged photos from {pseudo}")
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
     if encoder is not None:
-        from . import _init_weights, init_blocks
+        from . import _init_weights, init_blocks, init_widths
 
-        net = ParserNet(fashion=True, blocks=init_blocks(encoder))
+        net = ParserNet(fashion=True, blocks=init_blocks(encoder), widths=init_widths(encoder))
         log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
         inner = {id(p) for m in net.encoder() for p in m.parameters()}
         groups = [{"params": [p for p in net.parameters() if id(p) in inner], "lr": lr / 3},
