@@ -224,14 +224,12 @@ def runs_before(training: dict) -> list[dict]:
 
 def ship_weights(source: Path, target: Path) -> None:
     """The weights `--init default` fine-tunes from, without the training-only teacher projection (1.8 MB of a
-    15 MB budget): a fine-tune that distils again starts that projection afresh."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    15 MB budget; a fine-tune that distils again starts that projection afresh), each matrix stored as int8 with a
+    scale per output channel (`safe.save(compact=True)`): the 15 MB budget holds the int8 ONNX network beside them."""
+    from lookalike.train import safe
 
-    with safe_open(str(source), framework="pt") as f:
-        metadata = f.metadata()
-    weights = {k: v for k, v in load_file(str(source)).items() if not k.startswith("teacher.")}
-    save_file(weights, str(target), metadata=metadata)
+    tensors, meta = safe.load(source)
+    safe.save(target, {k: v for k, v in tensors.items() if not k.startswith("teacher.")}, meta, compact=True)
 
 
 def main() -> None:

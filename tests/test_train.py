@@ -197,3 +197,26 @@ def test_a_head_is_never_blended_with_a_network_head_of_other_labels(labelled, t
     again = tmp_path / "again"
     fit_heads(DEMO, renamed, init=str(first), out=again, config=HeadsConfig(epochs=2), log=lambda m: None)
     assert Embedder.load(str(again)).manifest.heads_blend == {}
+
+
+def test_compact_weights_are_smaller_and_start_from_nearly_the_same_network(labelled, tmp_path):
+    from lookalike.train import _init_weights
+    from lookalike.train.loop import build_net
+
+    out, _ = labelled
+    tensors, meta = safe.load(out / "weights.safetensors")
+    safe.save(tmp_path / "compact.safetensors", tensors, meta, compact=True)
+    again, meta_again = safe.load(tmp_path / "compact.safetensors")
+    assert meta_again == meta and set(again) == set(tensors)
+    assert all(again[k].dtype == torch.float32 or again[k].dtype == tensors[k].dtype for k in tensors)
+    assert (tmp_path / "compact.safetensors").stat().st_size < 0.7 * (out / "weights.safetensors").stat().st_size
+    for k, v in tensors.items():
+        if v.is_floating_point():
+            assert torch.allclose(again[k].float(), v.float(), atol=float(v.abs().max()) / 250 + 1e-6), k
+    vocab = {"class": sorted(p.name for p in DEMO.iterdir() if p.is_dir())}
+    exact, compact = build_net(TrainConfig(**TINY), vocab, None), build_net(TrainConfig(**TINY), vocab, None)
+    exact.load_state_dict(_init_weights(out)), compact.load_state_dict(again)
+    exact.eval(), compact.eval()
+    x = torch.rand(4, 3, 80, 64)
+    with torch.no_grad():
+        assert float((exact(x)[0] * compact(x)[0]).sum(dim=1).min()) > 0.99

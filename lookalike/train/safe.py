@@ -3,6 +3,9 @@
 A checkpoint holds the network, the optimizer (its per-parameter tensors, flattened to "opt/<param>/<name>",
 and its settings as JSON), the learning-rate schedule, the random generator and the training history.
 Files are written to a temporary name and renamed, so a kill mid-write leaves the previous file whole.
+`save(..., compact=True)` stores each weight matrix as int8 with one float32 scale per output channel (a quarter
+of float32's bytes); `load` gives them back as float32, within 0.4% of each channel's largest weight: enough to
+start fine-tuning from, which is what the packaged default model's weights are for.
 """
 
 from __future__ import annotations
@@ -16,15 +19,32 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
-def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+SCALE = ".int8_scale"     # suffix of the per-channel scales of a compact tensor
+
+
+def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict | None = None, *, compact: bool = False) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp),
-              metadata={"lookalike": json.dumps(meta or {})})
+    out = {}
+    for key, value in tensors.items():
+        value = value.detach()
+        if compact and value.is_floating_point() and value.dim() >= 2 and value.numel() >= 1024:
+            rows = value.float().reshape(len(value), -1)
+            scale = (rows.abs().amax(dim=1) / 127).clamp_min(1e-12)
+            out[key] = torch.round(rows / scale[:, None]).to(torch.int8).reshape(value.shape)
+            out[key + SCALE] = scale
+        else:
+            out[key] = value.contiguous().clone()
+    save_file(out, str(tmp), metadata={"lookalike": json.dumps(meta or {})})
     os.replace(tmp, path)
 
 
 def load(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    return load_file(str(path)), header(path)
+    tensors = load_file(str(path))
+    for key in [k for k in tensors if k.endswith(SCALE)]:
+        scale, base = tensors.pop(key).float(), key[:-len(SCALE)]
+        q = tensors[base]
+        tensors[base] = (q.float().reshape(len(q), -1) * scale[:, None]).reshape(q.shape)
+    return tensors, header(path)
 
 
 def header(path: Path) -> dict:
