@@ -138,10 +138,11 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     config = config or TrainConfig()
     if config.blocks is None:
         config = replace(config, blocks=init_blocks(init) if init else (1, 1, 1, 1))
+    base_widths = init_widths(init) if init else WIDTHS
     if config.widths is None:
-        config = replace(config, widths=init_widths(init) if init else WIDTHS)
-    if init and any(a < b for a, b in zip(config.widths, init_widths(init))):
-        raise LookalikeError(f"widths {config.widths} are narrower than those of {init} {init_widths(init)}: "
+        config = replace(config, widths=base_widths)
+    if any(a < b for a, b in zip(config.widths, base_widths)) and init:
+        raise LookalikeError(f"widths {config.widths} are narrower than those of {init} {base_widths}: "
                              "a network can only be widened from --init")
     progress = progress or NoProgress()
     out = Path(out)

@@ -83,17 +83,13 @@ class FashionNet(nn.Module):
                 state[key] = old.clone()
                 copied += 1
                 continue
-            o = old.shape[0]
+            o, grown_t = old.shape[0], new.clone()
+            if old.dim() > 1:
+                grown_t[:o] = 0         # old outputs read new inputs with weight zero; new outputs stay random
             if key in pooled and old.shape[1] != new.shape[1]:
                 half, c = new.shape[1] // 2, old.shape[1] // 2
-                grown_t = new.clone()
-                grown_t[:, :] = 0
                 grown_t[:o, :c], grown_t[:o, half:half + c] = old[:, :c], old[:, c:]
-                grown_t[o:, :] = new[o:, :]
             else:
-                grown_t = new.clone()
-                if old.dim() > 1:
-                    grown_t[:o] = 0
                 grown_t[tuple(slice(0, n) for n in old.shape)] = old
             state[key] = grown_t
             grown += 1

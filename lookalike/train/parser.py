@@ -51,9 +51,7 @@ class ParserNet(nn.Module):
         # A stage's blocks after its first (empty, the identity, for one-block stages: tensor names stay as before).
         self.more = nn.ModuleList(nn.Sequential() for _ in range(4))
         if fashion:
-            from .net import FashionNet
-
-            from .net import WIDTHS
+            from .net import WIDTHS, FashionNet
 
             widths = tuple(widths or WIDTHS)
             body = FashionNet({}, blocks=blocks, widths=widths)
