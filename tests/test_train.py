@@ -141,6 +141,8 @@ def test_a_widened_network_first_computes_the_same_function_and_widths_follow_in
     copied, grown = wide.load_grown(weights)
     assert grown > 0 and copied + grown == len(weights)
     assert sum(p.numel() for p in wide.parameters()) > sum(p.numel() for p in narrow.parameters())
+    other_labels = build_net(TrainConfig(**wider), {"class": vocab["class"] + ["zzz"]}, None)
+    assert sum(other_labels.load_grown(weights)) == len(weights) - 1      # a head of other labels starts afresh
     narrow.eval(), wide.eval()
     x = torch.randn(3, 3, 80, 64)
     with torch.no_grad():

@@ -141,7 +141,7 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     base_widths = init_widths(init) if init else WIDTHS
     if config.widths is None:
         config = replace(config, widths=base_widths)
-    if any(a < b for a, b in zip(config.widths, base_widths)) and init:
+    if init and any(a < b for a, b in zip(config.widths, base_widths)):
         raise LookalikeError(f"widths {config.widths} are narrower than those of {init} {base_widths}: "
                              "a network can only be widened from --init")
     progress = progress or NoProgress()

@@ -77,11 +77,15 @@ class FashionNet(nn.Module):
         pooled = {"project.0.weight", "teacher.0.weight"}   # inputs are [mean | max] of the last stage's channels
         for key, old in init.items():
             new = state.get(key)
-            if new is None or old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape)):
+            if new is None:
                 continue
             if old.shape == new.shape:
                 state[key] = old.clone()
                 copied += 1
+                continue
+            # Only channel counts grow; a head of another vocabulary or teacher size starts afresh, as before.
+            if (not key.startswith(("stem.", "stages.", "more.")) and key not in pooled) or old.dim() != new.dim() \
+                    or any(a > b for a, b in zip(old.shape, new.shape)):
                 continue
             o, grown_t = old.shape[0], new.clone()
             if old.dim() > 1:
