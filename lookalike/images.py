@@ -8,6 +8,8 @@ raises `ImageError` naming the file.
 from __future__ import annotations
 
 import io
+import stat
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -19,6 +21,16 @@ from .errors import ImageError
 
 #: Decoded images larger than this many pixels are refused (a guard against decompression bombs).
 MAX_PIXELS = 50_000_000
+#: Photo files larger than this are refused before they are read (a 3 GB sparse file named like a photo).
+MAX_FILE_BYTES = 200 * 1024 * 1024
+#: A JPEG this many times larger than needed each way is reduced by the decoder (draft mode); see `load_image`.
+DRAFT_FACTOR = 8
+#: Images over this many pixels (after draft mode) are decoded a few at a time (`_BIG_DECODES`): four concurrent
+#: 50-megapixel uploads would otherwise hold gigabytes at once.
+BIG = 8_000_000
+_BIG_DECODES = threading.BoundedSemaphore(2)
+#: Modes Pillow reduces directly (others are converted to RGB first).
+REDUCIBLE = ("RGB", "RGBA", "L", "LA", "I", "F")
 #: File extensions read from photo folders.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
@@ -43,12 +55,15 @@ def load_image(
 ) -> Image.Image:
     """Decode `source` into an upright 8-bit RGB image.
 
-    `draft_size` (width, height) lets JPEG decoding skip detail that a model resizing to that size throws away
-    (a 12-megapixel upload decodes several times faster); the result is never smaller than `draft_size`.
+    `draft_size` (width, height) lets decoding skip detail that a model resizing to that size throws away: the
+    image is reduced by the largest of 8, 4 or 2 that keeps it at least twice `draft_size`, by averaging blocks of
+    pixels, so a photo gives the same pixels whether it comes as a path, bytes, an upload or a PIL image. A JPEG at
+    least 16 times that size each way (a phone's 12-megapixel upload) is reduced in the decoder itself (draft mode,
+    several times faster and a 64th of the memory), whose pixels differ slightly from block averages.
     """
     label = _describe(source, name)
     if isinstance(source, Image.Image):
-        return _to_rgb(_upright(source), label)
+        return _finish(source, label, draft_size)
     try:
         if isinstance(source, (bytes, bytearray)):
             if not source:
@@ -56,10 +71,7 @@ def load_image(
             fp: BinaryIO | str = io.BytesIO(source)
         elif isinstance(source, (str, Path)):
             path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{label}: no such file")
-            if path.stat().st_size == 0:
-                raise ImageError(f"{label}: empty file")
+            check_file(path, label)
             fp = str(path)
         else:
             fp = source
@@ -71,8 +83,12 @@ def load_image(
                 raise ImageError(
                     f"{label}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels"
                 )
-            if draft_size and img.format == "JPEG":
-                img.draft("RGB", draft_size)
+            if draft_size and img.format == "JPEG" and _factor(img.size, draft_size) == DRAFT_FACTOR:
+                img.draft(img.mode, (img.width // DRAFT_FACTOR, img.height // DRAFT_FACTOR))
+            if img.width * img.height > BIG:     # the size to decode, after draft mode
+                with _BIG_DECODES:       # a few large decodes at a time, not one per request
+                    img.load()
+                    return _finish(img, label, draft_size)
             img.load()
     except ImageError:
         raise
@@ -82,7 +98,49 @@ def load_image(
         raise ImageError(f"{label}: refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{label}: cannot decode image ({exc})") from None
-    return _to_rgb(_upright(img), label)
+    return _finish(img, label, draft_size)
+
+
+def _finish(img: Image.Image, label: str, draft_size: tuple[int, int] | None) -> Image.Image:
+    """The one path from a decoded image (a file's, an upload's or the caller's own PIL image) to what a model
+    reads: upright, reduced (in the image's own mode where Pillow can, so a large RGBA or greyscale image is
+    converted at its reduced size), then 8-bit RGB."""
+    img = _upright(img)
+    if img.mode in REDUCIBLE:
+        return _to_rgb(_reduced(img, draft_size), label)
+    return _reduced(_to_rgb(img, label), draft_size)
+
+
+def check_file(path: Path, label: str | None = None) -> int:
+    """The size of `path` if it is a regular, non-empty file of at most `MAX_FILE_BYTES`; else an `ImageError`
+    saying which it is not (a FIFO or a device named like a photo would hang or exhaust memory if read)."""
+    label = label or str(path)
+    try:
+        info = path.stat()
+    except OSError:
+        raise ImageError(f"{label}: no such file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{label}: not a regular file")
+    if info.st_size == 0:
+        raise ImageError(f"{label}: empty file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(f"{label}: {info.st_size / 2**20:,.0f} MB is over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB for a photo")
+    return info.st_size
+
+
+def _factor(size: tuple[int, int], draft_size: tuple[int, int] | None) -> int:
+    """The largest of 8, 4, 2 (else 1) by which an image of `size` can shrink and stay at least twice `draft_size`
+    (the resize to the model's input and background whitening still have pixels to work with)."""
+    if not draft_size:
+        return 1
+    room = min(size[0] // max(1, draft_size[0]), size[1] // max(1, draft_size[1]))
+    return next((f for f in (8, 4, 2) if room >= 2 * f), 1)
+
+
+def _reduced(img: Image.Image, draft_size: tuple[int, int] | None) -> Image.Image:
+    """`img` shrunk as JPEG draft mode would have shrunk it (block averages), if it is still large enough."""
+    factor = _factor(img.size, draft_size)
+    return img.reduce(factor) if factor > 1 else img
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -114,13 +172,15 @@ def _to_rgb(img: Image.Image, label: str) -> Image.Image:
 
 def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
     """16-bit and 32-bit greyscale: scale to 8 bits instead of clipping (Pillow's convert saturates at 255)."""
-    arr = np.asarray(img).astype(np.float64)
+    arr = np.asarray(img)
     if img.mode == "F":
+        arr = arr.astype(np.float32)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        arr = (arr - lo) / (hi - lo or 1.0) * 255.0
+        grey = np.clip(np.nan_to_num((arr - lo) / (hi - lo or 1.0) * 255.0), 0, 255).astype(np.uint8)
+    elif arr.max(initial=0) > 255:     # 16 bits: scale (integers, no float copy of a large image)
+        grey = ((np.clip(arr, 0, 65535).astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     else:
-        arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
-    grey = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+        grey = np.clip(arr, 0, 255).astype(np.uint8)
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 

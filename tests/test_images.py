@@ -123,3 +123,26 @@ def test_fit_gives_exact_size(policy):
     assert out.size == (60, 80)
     if policy == "pad":
         assert out.getpixel((30, 0)) == (255, 255, 255) and out.getpixel((30, 40)) == (0, 0, 0)
+
+
+def test_files_that_are_not_photos_are_refused_before_reading(tmp_path):
+    """A FIFO, a link to a device and a huge sparse file named like photos: one-line errors, nothing read or hung."""
+    import os
+
+    from lookalike.errors import ImageError
+    from lookalike.images import MAX_FILE_BYTES, load_image
+    from lookalike.models import load_model
+    from lookalike.models.pipeline import embed_batch
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.jpg"
+    zero.symlink_to("/dev/zero")
+    sparse = tmp_path / "sparse.jpg"
+    with open(sparse, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)
+    for path, reason in [(fifo, "not a regular file"), (zero, "not a regular file"), (sparse, "over the limit")]:
+        with pytest.raises(ImageError, match=reason):
+            load_image(path)
+    result = embed_batch(load_model("classic"), [(p.name, p) for p in (fifo, zero, sparse)])
+    assert [k for k, _ in result.errors] == ["pipe.jpg", "zero.jpg", "sparse.jpg"] and not result.keys

@@ -12,7 +12,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from ..errors import ImageError
-from ..images import ImageSource, load_image
+from ..images import ImageSource, check_file, load_image
 from ..progress import Progress
 from .base import Embedder
 
@@ -31,6 +31,7 @@ def prepare(embedder: Embedder, source: ImageSource) -> tuple[np.ndarray, str]:
     an in-memory image)."""
     digest = ""
     if isinstance(source, (str, Path)):
+        check_file(Path(source))        # before reading: a FIFO, a device or a huge file named like a photo
         try:
             data = Path(source).read_bytes()
         except OSError as exc:
