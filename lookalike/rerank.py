@@ -12,7 +12,10 @@ the belief that the query has the candidate's value in that column. The belief i
   head for that column) and the similarity-weighted votes of the `voters` nearest candidates' labels
   (weights exp((cosine - best cosine) / temperature)).
 
-Candidates with no value in a column get nothing for it. The re-ranked results keep their cosine as `score`.
+A candidate with no value in a column is unknown there, not in disagreement: it gets the agreement expected of a
+candidate whose value is drawn from those of the pool's candidates (the belief's mass on the pool's values). A preference never beats a much closer
+match: a candidate never overtakes one whose cosine is more than `max_gap` higher (an exact copy of the query photo
+stays first even when it has no labels). The re-ranked results keep their cosine as `score`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Agreement:
     voters: int = 10
     temperature: float = 0.05
     pool: int = 50
+    max_gap: float = 0.2
 
     def beliefs(self, scores: np.ndarray, codes: Mapping[str, np.ndarray], sizes: Mapping[str, int],
                 predicted: Mapping[str, np.ndarray] | None = None,
@@ -83,8 +87,11 @@ class Agreement:
         total = scores.copy()
         for column, belief in self.beliefs(scores, codes, sizes, predicted, own).items():
             labels = codes[column]
-            total += self.weight * np.where(labels >= 0, belief[np.maximum(labels, 0)], 0.0)
-        return np.argsort(-total, kind="stable")
+            known = labels[labels >= 0]
+            seen = np.bincount(known, minlength=len(belief)) / len(known) if len(known) else np.zeros(len(belief))
+            unknown = float(belief @ seen)     # the agreement expected of a candidate whose value is not known
+            total += self.weight * np.where(labels >= 0, belief[np.maximum(labels, 0)], unknown)
+        return bounded(np.argsort(-total, kind="stable"), scores, self.max_gap)
 
     def order_rows(self, rows: np.ndarray, scores: np.ndarray, labels: Mapping[str, "LabelCodes"],
                    heads: Mapping[str, Sequence[str]] | None = None, probs: Mapping[str, np.ndarray] | None = None,
@@ -102,6 +109,23 @@ class Agreement:
                 if mapped is not None:
                     predicted[c] = mapped
         return self.order(scores, codes, sizes, predicted, own)
+
+
+def bounded(order: np.ndarray, scores: np.ndarray, max_gap: float) -> np.ndarray:
+    """`order` changed as little as possible so that no position comes before one whose score is more than
+    `max_gap` higher: each next pick is the first remaining in `order`, unless a remaining one is that much closer
+    to the query, in which case the first such one goes first (and so on up)."""
+    remaining = list(order)
+    out = []
+    while remaining:
+        pick = 0
+        while True:
+            closer = next((i for i, r in enumerate(remaining) if scores[r] > scores[remaining[pick]] + max_gap), None)
+            if closer is None:
+                break
+            pick = closer
+        out.append(remaining.pop(pick))
+    return np.asarray(out, dtype=np.int64)
 
 
 # How `Index.classify` blends a head's prediction with the neighbours' labels: an even share keeps a small

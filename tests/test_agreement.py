@@ -1,5 +1,7 @@
 """Agreement re-ranking: search puts the nearest products that share the query's likely labels first."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,12 +14,40 @@ def test_a_candidate_of_the_querys_own_value_outranks_a_closer_other():
     scores = np.array([0.95, 0.94, 0.90, 0.80])
     colours = np.array([1, -1, 0, 0])  # red (unknown colour), blue, blue: codes of ["blue", "red"]
     order = agreement.order(scores, {"colour": colours}, {"colour": 2}, own={"colour": 0})
-    assert order.tolist() == [2, 3, 0, 1]  # blue ones first, each group in cosine order, no value last
+    # blue ones first in cosine order; the unknown colour next (2 of the 3 known are blue), the red one last
+    assert order.tolist() == [2, 3, 1, 0]
     # with no own value, the neighbours' votes and the model's prediction decide
     assert agreement.order(scores, {"colour": colours}, {"colour": 2}).tolist()[0] == 0
     predicted = {"colour": np.array([0.99, 0.01])}
     trusting = Agreement(columns=("colour",), voters=3, prediction_share=0.9)
     assert trusting.order(scores, {"colour": colours}, {"colour": 2}, predicted=predicted).tolist()[:2] == [2, 3]
+
+
+def test_a_preference_never_beats_a_much_closer_match():
+    agreement = Agreement(columns=("colour",), voters=3)
+    scores = np.array([0.9999, 0.29, 0.27, 0.24])     # an exact copy with no labels, then three blue products
+    colours = np.array([-1, 0, 0, 0])
+    order = agreement.order(scores, {"colour": colours}, {"colour": 1}, predicted={"colour": np.array([1.0])})
+    assert order.tolist() == [0, 1, 2, 3]
+    # within max_gap the preference still applies
+    close = np.array([0.80, 0.75, 0.70])
+    assert agreement.order(close, {"colour": np.array([1, 0, 0])}, {"colour": 2}, own={"colour": 0}).tolist() == [1, 2, 0]
+
+
+def test_an_unlabelled_product_finds_its_own_photo_first(tmp_path):
+    import shutil
+
+    photos = sorted((Path(__file__).parents[1] / "examples" / "catalog").glob("*/*.jpg"))[::10]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos:
+        shutil.copy(p, folder / p.name)
+    rows = ["id,class"] + [f"{p.stem},{p.parent.name}" for p in photos[1:]]   # the first has no metadata row
+    (tmp_path / "meta.csv").write_text("\n".join(rows) + "\n")
+    index = Index.build(folder, tmp_path / "meta.csv", out=tmp_path / "x.idx")
+    for agree in (True, ["class"]):
+        results = index.search(folder / photos[0].name, k=4, agree=agree)
+        assert results[0].id == photos[0].stem and results[0].score >= 0.99, [(r.id, r.score) for r in results]
 
 
 def test_head_probabilities_map_onto_the_catalogs_values():
