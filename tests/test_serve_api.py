@@ -1,7 +1,14 @@
 """The HTTP API through the ASGI test client: every endpoint, every error code, admin keys, live writes."""
 
 import io
+import logging
+import re
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -11,7 +18,10 @@ from conftest import DEMO, DEMO_CSV
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is needed for the API")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from typer.testing import CliRunner  # noqa: E402
+
 from lookalike import Index  # noqa: E402
+from lookalike.cli import app as cli  # noqa: E402
 from lookalike.serve.app import create_app  # noqa: E402
 
 KEY = "s3cret-key"
@@ -156,3 +166,121 @@ def test_openapi_schema_and_page(client):
     page = client.get("/")
     assert page.status_code == 200 and "lookalike" in page.text
     assert client.get("/static/app.js").status_code == 200
+
+
+def local_urls(html: str) -> list[str]:
+    """Every src and href of a page, each asserted to stay on the server (no CDN, no other host)."""
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert urls and not [u for u in urls if re.match(r"(?i)([a-z]+:)?//", u)], urls
+    return urls
+
+
+def test_docs_work_offline(client):
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    urls = local_urls(docs.text)
+    assert any(u.endswith("swagger-ui-bundle.js") for u in urls) and any(u.endswith("swagger-ui.css") for u in urls)
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        kind = {".js": "javascript", ".css": "text/css", ".png": "image/png"}[Path(url).suffix]
+        assert kind in response.headers["content-type"], (url, response.headers["content-type"])
+    assert client.get("/redoc").status_code == 404      # ReDoc would load from a CDN too
+    assert client.get("/static/swagger/LICENSE").status_code == 200
+
+
+def csp(response) -> dict[str, set[str]]:
+    policy = response.headers["content-security-policy"]
+    return {d.split()[0]: set(d.split()[1:]) for d in policy.split(";") if d.strip()}
+
+
+def test_security_headers_on_every_response(client):
+    responses = [client.get(p) for p in ("/", "/docs", "/static/app.js", "/static/swagger/swagger-ui.css",
+                                         "/api/health", "/api/products/ghost", "/openapi.json", "/nowhere")]
+    responses.append(client.post("/api/search", files={"image": ("x.jpg", b"\xff\xd8" + b"0" * (2 << 20), "image/jpeg")}))
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 200, 404, 200, 404, 413]
+    for r in responses:
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["x-frame-options"] == "DENY", r.url
+        policy = csp(r)
+        assert policy["script-src"] == {"'self'"} and policy["style-src"] == {"'self'"}, policy
+        assert policy["img-src"] == {"'self'", "data:", "blob:"} and policy["default-src"] == {"'self'"}
+        assert policy["frame-ancestors"] == {"'none'"} and policy["object-src"] == {"'none'"}
+
+
+@pytest.mark.parametrize("name", ["index.html", "docs.html"])
+def test_pages_need_no_inline_script_or_style(client, name):
+    """What the CSP forbids is absent: inline <script>s, <style> blocks, style="" attributes, on*="" handlers."""
+    html = client.get("/" if name == "index.html" else "/docs").text
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", html, re.I)
+    local_urls(html)
+
+
+def test_one_access_log_line_per_request(client, caplog):
+    caplog.set_level(logging.INFO, logger="lookalike.access")
+    hat = photo("hat")
+    client.get("/api/health?gender=Secret")
+    client.post("/api/search?k=3&class=hat", files=upload(hat))
+    client.get("/api/products/ghost")
+    client.post("/api/search", files={"image": ("big.jpg", b"\xff\xd8" + b"0" * (2 << 20), "image/jpeg")})
+    lines = [r.getMessage() for r in caplog.records if r.name == "lookalike.access"]
+    assert len(lines) == 4, lines
+    for line, (method, path, status) in zip(lines, [("GET", "/api/health", 200), ("POST", "/api/search", 200),
+                                                    ("GET", "/api/products/ghost", 404), ("POST", "/api/search", 413)]):
+        assert re.fullmatch(rf"{method} {re.escape(path)} {status} \d+\.\d ms", line), line
+    text = "\n".join(lines)
+    assert "Secret" not in text and "class=hat" not in text and hat.name not in text   # no query strings, no uploads
+
+
+runner = CliRunner()
+
+
+def run(*args, code=0):
+    result = runner.invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_serve_on_a_port_in_use_fails_in_one_line(index_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", index_path, "--port", port, code=2)
+    assert f"port {port} on 127.0.0.1 is in use: pick another with --port" in result.output
+    assert "serving" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_serve_logs_each_request_once(index_path):
+    """`lookalike serve` as run from a shell: the app's access line for each request, and not uvicorn's too."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from lookalike.cli import main; main()", "serve",
+                               str(index_path), "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        import httpx
+
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/api/health?gender=Secret").status_code == 200
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/products/ghost").status_code == 404
+    finally:
+        server.terminate()
+        try:
+            _, stderr = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert f"http://127.0.0.1:{port}/" in stderr
+    requests = [line for line in stderr.splitlines() if "/api/" in line]
+    assert len(requests) == 2, stderr
+    assert re.search(r"GET /api/health 200 \d+\.\d ms$", requests[0]) and "Secret" not in stderr
+    assert re.search(r"GET /api/products/ghost 404 \d+\.\d ms$", requests[1])

@@ -64,9 +64,54 @@ def page(browser):
     ctx.close()
 
 
+VIEWPORTS = {"phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+             "desktop": {"viewport": {"width": 1280, "height": 900}}}
+# what a user must be able to reach: none may stick out past the right edge of the screen
+REACHABLE = "#drop, .switch, .actions .button, .chip, .more, #query, #status, #error, .card, #look .photo, #look .garment"
+MEASURE = """sel => {
+  const root = document.documentElement, right = root.clientWidth;
+  const out = [...document.querySelectorAll(sel)].filter(e => e.getClientRects().length)
+    .filter(e => e.getBoundingClientRect().right > right + 0.5)
+    .map(e => `${e.id || e.className} (${Math.round(e.getBoundingClientRect().right)} px)`);
+  return {innerWidth, page: root.scrollWidth, body: document.body.scrollWidth, out: out.slice(0, 8)};
+}"""
+BROKEN = """[...document.images].filter(i => i.complete && i.naturalWidth === 0 && i.getClientRects().length
+                                  && getComputedStyle(i).visibility !== 'hidden').map(i => i.id || i.src)"""
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def screen(browser, request):
+    """A page on a phone (390 px, mobile) or a desktop (1280 px) screen; `page.width` is the screen's width."""
+    ctx = browser.new_context(**VIEWPORTS[request.param])
+    pg = ctx.new_page()
+    pg.width, pg.name = VIEWPORTS[request.param]["viewport"]["width"], request.param
+    pg.console_errors = []
+    pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
+    yield pg
+    ctx.close()
+
+
+def assert_fits(page, state):
+    """No horizontal scrolling and nothing cut off at the right edge. A mobile browser zooms a too-wide page out,
+    which makes innerWidth grow to the page's width: so innerWidth must also still be the screen's width."""
+    m = page.evaluate(MEASURE, REACHABLE)
+    assert m["innerWidth"] == page.width, f"{page.name}, {state}: the page is {m['innerWidth']} px wide ({m})"
+    assert m["page"] <= m["innerWidth"] and m["body"] <= m["innerWidth"], f"{page.name}, {state}: {m}"
+    assert m["out"] == [], f"{page.name}, {state}: past the right edge: {m['out']}"
+
+
+def wait_until(page, expression, timeout=20):
+    """page.wait_for_function, polled from here: Playwright's own runs the expression through eval in the page,
+    which the page's Content-Security-Policy (no 'unsafe-eval') refuses."""
+    deadline = time.time() + timeout
+    while not page.evaluate(expression):
+        assert time.time() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_function("[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)")
+    wait_until(page, "[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
@@ -84,15 +129,15 @@ def test_upload_filter_click_through(server, page):
     shot(page, "upload-results")
 
     page.click(".chip[data-column='class'][data-value='shoes']")
-    page.wait_for_function("document.querySelectorAll('.card button').length === 20")
+    wait_until(page, "document.querySelectorAll('.card button').length === 20")
     metas = page.locator(".card .meta").all_inner_texts()
     assert metas and all(m.startswith("shoes") for m in metas)
     shot(page, "filtered")
 
     target = page.locator(".card button").nth(2).get_attribute("data-id")
     page.locator(".card button").nth(2).click()
-    page.wait_for_function(f"location.hash === '#id={target}'")
-    page.wait_for_function(f"!document.querySelector(\".card button[data-id='{target}']\") && "
+    wait_until(page, f"location.hash === '#id={target}'")
+    wait_until(page, f"!document.querySelector(\".card button[data-id='{target}']\") && "
                            "document.querySelectorAll('.card button').length > 0")
     assert page.is_visible("#query") and page.inner_text("#query-title") in {"Shoes", target}
     assert page.console_errors == []
@@ -104,10 +149,10 @@ def test_same_type_switch_keeps_the_querys_type(server, page):
     assert page.is_visible("#same-switch") and page.inner_text("#same-column") == "class"
     skirt = sorted((DEMO / "skirt").glob("*.jpg"))[0]
     page.set_input_files("#file", str(skirt))
-    page.wait_for_function("document.querySelectorAll('.card button').length === 24")
+    wait_until(page, "document.querySelectorAll('.card button').length === 24")
     assert not all(m.startswith("skirt") for m in page.locator(".card .meta").all_inner_texts())
     page.check("#same-kind")
-    page.wait_for_function("document.querySelectorAll('.card button').length === 20")   # the 20 skirts
+    wait_until(page, "document.querySelectorAll('.card button').length === 20")   # the 20 skirts
     metas = page.locator(".card .meta").all_inner_texts()
     assert metas and all(m.startswith("skirt") for m in metas)
     assert page.console_errors == []
@@ -143,10 +188,10 @@ def test_keyboard_opens_results(server, page):
     page.focus(".card button >> nth=0")
     first = page.locator(".card button").first.get_attribute("data-id")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"location.hash === '#id={first}'")
+    wait_until(page, f"location.hash === '#id={first}'")
 
 
-def test_shop_the_look_view_draws_boxes(server, page, tmp_path):
+def test_shop_the_look_view_draws_boxes(server, screen, tmp_path):
     from conftest import SHARED, need_shared
     from lookalike.look.parser import SHIPPED
     import tarfile
@@ -156,6 +201,7 @@ def test_shop_the_look_view_draws_boxes(server, page, tmp_path):
     with tarfile.open(need_shared(SHARED / "data" / "clothing-co-parsing" / "ccp.tar.gz")) as tar:
         photo = tmp_path / "street.jpg"
         photo.write_bytes(tar.extractfile("photos/0001.jpg").read())
+    page = screen
     page.goto(server)
     page.wait_for_selector(".chip")
     page.check("#look-mode")
@@ -164,4 +210,87 @@ def test_shop_the_look_view_draws_boxes(server, page, tmp_path):
     assert page.locator("#look .box").count() >= 2
     assert page.locator("#look .garment .card").count() >= 2 * 1
     assert "garment" in page.inner_text("#status")
-    shot(page, "shop-the-look")
+    assert_fits(page, "shop the look")
+    assert page.evaluate(BROKEN) == []
+    shot(page, f"{page.name}-shop-the-look")
+
+
+def test_layout_fits_the_screen_in_every_state(server, screen, tmp_path):
+    page = screen
+    page.goto(server)
+    page.wait_for_selector(".chip")
+    assert_fits(page, "initial page")
+    page.set_input_files("#file", str(sorted((DEMO / "hat").glob("*.jpg"))[0]))
+    wait_until(page, "document.querySelectorAll('.card button').length === 24")
+    assert_fits(page, "after an upload search")
+    shot(page, f"{page.name}-upload")
+    page.click(".chip[data-column='class'][data-value='shoes']")
+    wait_until(page, "document.querySelectorAll('.card button').length === 20")
+    assert_fits(page, "after a filter chip")
+    page.click(".chip[data-column='class'][data-value='shoes']")      # off again: random picks any class
+    page.click("#random-button")
+    wait_until(page, "location.hash.startsWith('#id=') && document.querySelectorAll('.card button').length > 0")
+    assert_fits(page, "after a random product")
+    shot(page, f"{page.name}-random")
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not a photo")
+    page.set_input_files("#file", str(fake))
+    page.wait_for_selector("#error:not([hidden])")
+    assert_fits(page, "error")
+    shot(page, f"{page.name}-error")
+    # the 415 of the non-image is expected; anything else (a Content-Security-Policy violation, say) is not
+    assert [e for e in page.console_errors if "status of 415" not in e] == [], page.console_errors
+
+
+def test_no_query_card_or_broken_image_before_a_search(server, screen):
+    page = screen
+    page.goto(server)
+    page.wait_for_selector(".chip")
+    assert page.is_visible("#empty") and not page.is_visible("#query")
+    assert page.evaluate(BROKEN) == []
+
+
+def test_an_error_replaces_the_last_query(server, page, tmp_path):
+    page.goto(server)
+    page.wait_for_selector(".chip")
+    page.set_input_files("#file", str(sorted((DEMO / "dress").glob("*.jpg"))[0]))
+    page.wait_for_selector(".card button")
+    assert page.is_visible("#query")
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("this is not a photo")
+    page.set_input_files("#file", str(fake))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not an image" in page.inner_text("#error")
+    assert not page.is_visible("#query") and page.locator(".card").count() == 0
+    assert page.evaluate(BROKEN) == []
+    page.click(".chip[data-column='class'][data-value='hat']")   # a filter does not bring the failed upload back
+    page.wait_for_timeout(300)
+    assert page.is_visible("#error") and page.locator(".card").count() == 0
+
+
+def test_docs_render_without_internet(server, page):
+    """/docs with every request to another host refused, as on a machine offline: Swagger UI is served locally,
+    lists the operations, and "Try it out" works under the page's Content-Security-Policy."""
+    outside = []
+
+    def only_local(route):
+        url = route.request.url
+        if url.startswith((server + "/", "data:", "blob:")):
+            return route.continue_()
+        outside.append(url)
+        return route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(server + "/docs")
+    page.wait_for_selector(".opblock", timeout=20000)
+    assert page.locator(".opblock").count() >= 10 and "/api/search" in page.inner_text("#swagger-ui")
+    health = page.locator(".opblock", has_text="/api/health").first
+    health.locator(".opblock-summary").click()
+    health.locator("button.try-out__btn").click()
+    health.locator("button.execute").click()
+    status = health.locator(".live-responses-table tr.response .response-col_status")
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    assert '"products": 200' in health.locator(".live-responses-table").inner_text()
+    shot(page, "docs")
+    assert outside == [] and page.console_errors == [], (outside, page.console_errors)

@@ -6,12 +6,16 @@ SQLite run in the thread pool (sync endpoints), never on the event loop.
 
 from __future__ import annotations
 
+import copy
+import errno
 import hmac
 import io
 import json
+import logging
 import os
 import random
 import re
+import socket
 import tempfile
 import time
 from functools import lru_cache
@@ -40,6 +44,13 @@ AGREE = Query(True, description="re-rank the nearest so that products agreeing w
                                 "articleType, baseColour and gender come first (lookalike.rerank); false: "
                                 "similarity order")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+ACCESS = logging.getLogger("lookalike.access")
+# The page and /docs load only their own files: scripts and styles from /static, images from the API, the
+# upload previews from blob: URLs and Swagger UI's icons from data: URLs. No inline script anywhere.
+CSP = "; ".join(["default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
+                 "object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"])
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", CSP.encode())]
 
 
 class UploadLimit:
@@ -80,6 +91,73 @@ class _TooLarge(Exception):
     pass
 
 
+class SecurityHeaders:
+    """ASGI middleware: the same security headers on every response (page, API, static files, errors), so that
+    no route can forget them: no MIME sniffing, no framing, and the CSP above."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class AccessLog:
+    """ASGI middleware: one line per request on the `lookalike.access` logger: method, path, status, milliseconds.
+    Logged by the app rather than by uvicorn so that every worker and the tests log alike. The path only: a
+    query string may carry a customer's search, and request bodies (uploads) are never read here."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500  # 500: what the client gets when the app raises
+
+        async def watch(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            ACCESS.info("%s %s %d %.1f ms", scope["method"], request_path(scope), status,
+                        (time.perf_counter() - start) * 1000)
+
+
+def request_path(scope) -> str:
+    """The path as sent (percent-encoded, so a logged line cannot be split by a decoded newline), cut at 300
+    characters."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"].encode("unicode_escape").decode("ascii")
+    return path if len(path) <= 300 else path[:300] + "..."
+
+
+def log_config() -> dict:
+    """uvicorn's logging settings plus the access logger above, writing to stderr; `serve` passes it to
+    uvicorn.run, which applies it in every worker process too (logging set up in the parent would not reach
+    them). uvicorn's own access log stays off (`access_log=False`), so each request is logged once."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["lookalike"] = {"format": "%(asctime)s %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
+    config["handlers"]["lookalike"] = {"class": "logging.StreamHandler", "formatter": "lookalike",
+                                       "stream": "ext://sys.stderr"}
+    config["loggers"][ACCESS.name] = {"handlers": ["lookalike"], "level": "INFO", "propagate": False}
+    return config
+
+
 def send(model) -> Response:
     """A response model built (and so validated) once, serialised by pydantic's Rust JSON encoder: FastAPI's
     response_model would validate it again and serialise it in Python, which costs more than a search."""
@@ -101,9 +179,12 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     app = FastAPI(title="lookalike", version="0.1.0",
                   description="Visual search over a fashion catalog: upload a photo or pick a product, get the "
                               "most similar products. Filters: any metadata column as a query parameter "
-                              "(`?gender=Women&subCategory=Topwear,Bottomwear`; several values match any).")
+                              "(`?gender=Women&subCategory=Topwear,Bottomwear`; several values match any).",
+                  docs_url=None, redoc_url=None)  # /docs below serves a local Swagger UI: FastAPI's loads from a CDN
     app.state.holder = holder
     app.add_middleware(UploadLimit, max_bytes=max_bytes)
+    app.add_middleware(SecurityHeaders)   # outside UploadLimit: its 413 gets the headers too
+    app.add_middleware(AccessLog)         # outermost: logs every answer, 413s included
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LookalikeError)
@@ -139,6 +220,11 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     def page():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """Swagger UI from static/swagger (a copy of npm's swagger-ui-dist), so the docs work offline."""
+        return FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
+
     @app.get("/api/health", response_model=schemas.Health, tags=["catalog"])
     def health():
         idx = holder.index
@@ -163,7 +249,7 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         data = await read_upload(image)
         where = filters(request)
         start = time.perf_counter()
-        results = await run_in_threadpool(lambda: holder.index.search(load_image(data, name=image.filename), k=k,
+        results = await run_in_threadpool(lambda: holder.index.search(data, k=k,
                                                                       where=where, agree=agree, same=same))
         return send(schemas.SearchResponse(query={"upload": image.filename}, filters=where,
                                            results=[product(r) for r in results],
@@ -178,11 +264,10 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         """Predicted attributes (category, colour, gender, ...) of an uploaded photo, when the model has heads."""
         data = await read_upload(image)
         start = time.perf_counter()
-        photo = load_image(data, name=image.filename)
         if catalog:
-            preds = [await run_in_threadpool(lambda: holder.index.classify(photo, top=top))]
+            preds = [await run_in_threadpool(lambda: holder.index.classify(data, top=top))]
         else:
-            preds = await run_in_threadpool(lambda: holder.index.model.predict([photo], top=top))
+            preds = await run_in_threadpool(lambda: holder.index.model.predict([data], top=top))
         return schemas.ClassifyResponse(
             attributes={h: [schemas.Label(label=l, p=round(p, 4)) for l, p in zip(pr.labels, pr.probs)]
                         for h, pr in preds[0].items()},
@@ -311,6 +396,22 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         return Response(status_code=204)
 
     return app
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one line before anything is printed or loaded when `serve` could not listen on host:port:
+    uvicorn would only find out after the "serving ..." line, and then log its own error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed server's port is free
+            sock.bind(address)
+    except socket.gaierror as exc:
+        raise LookalikeError(f"cannot serve on host {host}: {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise LookalikeError(f"port {port} on {host} is in use: pick another with --port") from None
+        raise LookalikeError(f"cannot listen on port {port} of {host}: {exc.strerror or exc}") from None
 
 
 def app_from_env() -> FastAPI:

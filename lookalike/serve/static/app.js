@@ -91,6 +91,23 @@ function card(product) {
   return li;
 }
 
+// An error replaces what was shown: the last query's card and results would read as the answer to this one.
+function fail(message) {
+  state.query = null;
+  hideQuery();
+  $("look").hidden = true;
+  $("results").replaceChildren();
+  setStatus("");
+  showError(message);
+}
+
+function hideQuery() {
+  $("query").hidden = true;
+  $("query-image").removeAttribute("src");
+  $("query-title").textContent = "";
+  $("query-attributes").replaceChildren();
+}
+
 function showQuery(src, title, attributes) {
   $("query").hidden = false;
   $("query-image").src = src;
@@ -120,9 +137,7 @@ async function run(fetcher) {
   try {
     render(await fetcher());
   } catch (err) {
-    $("results").replaceChildren();
-    setStatus("");
-    showError(err.message);
+    fail(err.message);
   }
 }
 
@@ -195,16 +210,14 @@ async function lookByFile(file, url) {
     form.append("image", file, file.name || "photo.jpg");
     renderLook(await api("/api/look?k=8", { method: "POST", body: form }), url);
   } catch (err) {
-    $("results").replaceChildren();
-    setStatus("");
-    showError(err.message);
+    fail(err.message);
   }
 }
 
 async function searchByFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
-    showError(`${file.name} is not an image. Choose a JPEG, PNG or WebP photo.`);
+    fail(`${file.name} is not an image. Choose a JPEG, PNG or WebP photo.`);
     return;
   }
   $("look").hidden = true;
@@ -235,7 +248,7 @@ async function classify(file) {
     const data = await api("/api/classify?top=1", { method: "POST", body: form });
     const attrs = {};
     for (const [head, labels] of Object.entries(data.attributes)) attrs[head] = `${labels[0].label} (${Math.round(labels[0].p * 100)}%)`;
-    showQuery($("query-image").src, file.name || "your photo", attrs);
+    if (state.query && state.query.file === file) showQuery($("query-image").src, file.name || "your photo", attrs);
   } catch (err) { /* predictions are a bonus: search results are already shown */ }
 }
 
@@ -244,7 +257,7 @@ async function randomProduct() {
     const p = await api(`/api/products/random?${params()}`);
     await searchById(p.id);
   } catch (err) {
-    showError(err.message);
+    fail(err.message);
   }
 }
 
