@@ -1,34 +1,37 @@
-# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use.
+# Two entry points (see README): `make demo` and `make test`. Both create .venv on first use and install only what
+# they run: the demo the core and the web server; the tests everything they exercise (training, shop the look, ...).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= test,serve,train,look,export
+DEMO_EXTRAS := serve
+TEST_EXTRAS := test,serve,train,look,export
+BENCH_EXTRAS := test,serve,train,look,export,bench
 DEMO_IDX := build/demo.idx
 PORT ?= 8000
 DEMO_ID := 04f0b07f-4b9f-4c55-bc5d-b693658fb32c
 
 .PHONY: demo test venv bench clean
 
-$(BIN)/.installed-$(EXTRAS): pyproject.toml
+# one stamp per set of extras, so `make demo` after `make test` (or the reverse) installs only what is missing
+$(BIN)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --progress-bar on -e '.[$*]'
 	touch $@
 
-venv: $(BIN)/.installed-$(EXTRAS)
+venv: $(BIN)/.installed-$(TEST_EXTRAS)
 
-demo: venv
+demo: $(BIN)/.installed-$(DEMO_EXTRAS)
 	$(BIN)/lookalike index examples/catalog --metadata examples/catalog.csv --out $(DEMO_IDX) --overwrite
 	$(BIN)/lookalike search $(DEMO_IDX) --id $(DEMO_ID) -k 8 --grid build/demo-by-id.png
 	$(BIN)/lookalike search $(DEMO_IDX) examples/catalog/shoes/0a30baec-1938-47c5-b495-68a51701b43d.jpg -k 8 --where class=shoes --grid build/demo-by-photo.png
 	$(BIN)/lookalike evaluate $(DEMO_IDX) --field class
 	$(BIN)/lookalike serve $(DEMO_IDX) --host 127.0.0.1 --port $(PORT)
 
-test: venv
+test: $(BIN)/.installed-$(TEST_EXTRAS)
 	$(BIN)/python -m pytest -q tests
 
-bench: EXTRAS = test,serve,train,look,export,bench
-bench: venv
+bench: $(BIN)/.installed-$(BENCH_EXTRAS)
 	$(BIN)/python benchmarks/core.py
 
 clean:

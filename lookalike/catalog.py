@@ -41,17 +41,32 @@ class CatalogProblems:
     images_without_row: list[str] = field(default_factory=list)
     duplicate_ids: list[str] = field(default_factory=list)
     bad_rows: list[str] = field(default_factory=list)
+    #: Files in the photo folder of a type lookalike does not read (`notes.txt`, `logo.svg`), relative to it.
+    unread_files: list[str] = field(default_factory=list)
+    #: Whether `images_without_row` are in the catalog (with empty metadata) or were left out (`require_metadata`).
+    images_without_row_kept: bool = True
 
-    def lines(self) -> list[str]:
+    def lines(self, verb: str = "indexed") -> list[str]:
+        """One line per kind of problem: how many, and the first few. `verb` says what happened to the
+        photos that have no metadata row but are kept ("indexed", "added")."""
+        without_row = (f"photos without a metadata row, {verb} without labels" if self.images_without_row_kept
+                       else "photos without a metadata row (skipped: metadata required)")
         out = []
         for label, items in (("metadata rows without an image", self.rows_without_image),
-                             ("images without a metadata row", self.images_without_row),
+                             (without_row, self.images_without_row),
                              ("duplicate ids (first kept)", self.duplicate_ids),
                              ("malformed metadata rows (skipped)", self.bad_rows)):
             if items:
-                sample = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
-                out.append(f"{len(items)} {label}: {sample}")
+                out.append(f"{len(items)} {label}: {_sample(items)}")
+        if self.unread_files:
+            n = len(self.unread_files)
+            out.append(f"skipped {n} file{'s' if n != 1 else ''} of a type lookalike does not read: "
+                       f"{_sample(self.unread_files)}")
         return out
+
+
+def _sample(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
 
 
 @dataclass
@@ -71,11 +86,17 @@ class Catalog:
 
         With only a CSV, its image column locates the photos. Images without a metadata row are kept
         (with empty metadata) unless `require_metadata`; rows without an image are reported and skipped.
+
+        A row's image path is looked for relative to the photo folder, then to the CSV's own folder. When it is
+        found in neither, the photo of the folder whose file name is the row's id is used: the CSV of a whole
+        catalog names paths from the catalog's root (`dress/123.jpg`), and a user who points at one of its
+        sub-folders (`catalog/dress`, a new batch) with that CSV means "these photos, with their rows"; the file
+        name is the id everywhere else in lookalike, so this is the match they expect.
         """
-        problems = CatalogProblems()
+        problems = CatalogProblems(images_without_row_kept=not require_metadata)
         images: dict[str, Path] = {}
         if photos is not None:
-            images = scan_folder(Path(photos), problems)
+            images = scan_folder(Path(photos), problems, ignore={Path(metadata)} if metadata is not None else set())
         columns: list[str] = []
         rows: dict[str, dict[str, str | None]] = {}
         row_paths: dict[str, Path] = {}
@@ -84,21 +105,16 @@ class Catalog:
             columns, rows, image_col = read_metadata(meta_path, problems, id_column=id_column,
                                                      image_column=image_column)
             if image_col:
-                bases = [Path(photos)] if photos is not None else []
-                bases.append(meta_path.parent)
-                for pid, row in rows.items():
-                    rel = row.pop(image_col, None)
-                    if rel:
-                        row_paths[pid] = next((b / rel for b in bases if (b / rel).is_file()), bases[0] / rel)
+                bases = ([Path(photos)] if photos is not None else []) + [meta_path.parent]
+                row_paths = _row_paths(rows, image_col, bases)
                 columns = [c for c in columns if c != image_col]
         elif photos is None:
             raise CatalogError("give a photo folder, a metadata file, or both")
-
         products: list[Product] = []
         used: set[Path] = set()
         for pid, row in rows.items():  # metadata order first
             path = row_paths.get(pid) or images.get(pid)
-            if path is not None and path.is_file():
+            if path is not None:
                 products.append(Product(pid, path, dict(row)))
                 used.add(path)
             else:
@@ -106,24 +122,47 @@ class Catalog:
         for pid, path in images.items():  # then photos nobody described
             if path in used:
                 continue
+            if pid in rows:  # the row's own image path named another photo
+                problems.duplicate_ids.append(f"{pid} ({path.name}: the metadata's image was used)")
+                continue
             if rows:
                 problems.images_without_row.append(pid)
-                if require_metadata or pid in rows:
+                if require_metadata:
                     continue
             products.append(Product(pid, path, {}))
         return cls(products, columns, problems)
 
 
-def scan_folder(folder: Path, problems: CatalogProblems) -> dict[str, Path]:
-    """Image files below `folder` by id (file name without extension), in a stable order."""
+def _row_paths(rows: dict[str, dict[str, str | None]], image_col: str, bases: list[Path]) -> dict[str, Path]:
+    """Each row's image file, where its path (relative to one of `bases`, in order, or absolute) names one
+    that exists; the image column is removed from the rows."""
+    found: dict[str, Path] = {}
+    for pid, row in rows.items():
+        rel = row.pop(image_col, None)
+        if rel:
+            path = next((b / rel for b in bases if (b / rel).is_file()), None)
+            if path is not None:
+                found[pid] = path
+    return found
+
+
+def scan_folder(folder: Path, problems: CatalogProblems, ignore: set[Path] = frozenset()) -> dict[str, Path]:
+    """Image files below `folder` by id (file name without extension), in a stable order. Other files are
+    listed in `problems.unread_files` (a `.svg` or `.tiff` a user expected to be indexed should not vanish
+    silently); hidden files and folders and the files in `ignore` (the metadata CSV) are passed over."""
     if not folder.is_dir():
         raise CatalogError(f"{folder}: not a folder of photos")
+    ignored = {p.resolve() for p in ignore}
+    ignored_names = {p.name for p in ignored}
     found: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if name.startswith(".") or not is_image_file(path):
+            if name.startswith(".") or (name in ignored_names and path.resolve() in ignored):
+                continue
+            if not is_image_file(path):
+                problems.unread_files.append(str(path.relative_to(folder)))
                 continue
             pid = path.stem
             if pid in found:
@@ -147,9 +186,11 @@ def read_metadata(path: Path, problems: CatalogProblems, *, id_column: str | Non
     header = [h.strip() for h in header]
     kaggle = header == KAGGLE_COLUMNS
     id_col = id_column or next((h for h in header if h.lower() in ID_COLUMNS), None)
-    if id_col is None or id_col not in header:
-        raise CatalogError(f"{path}: no id column (looked for {id_column or ', '.join(ID_COLUMNS)}); "
-                           f"columns are {', '.join(header)}")
+    if id_column and id_column not in header:
+        raise CatalogError(f"no id column {id_column!r} in {path}; its columns are {', '.join(header)}")
+    if id_col is None:
+        raise CatalogError(f"no id column in {path} (looked for {', '.join(ID_COLUMNS)}); name it with "
+                           f"--id-column; its columns are {', '.join(header)}")
     img_col = image_column or next((h for h in header if h.lower() in IMAGE_COLUMNS), None)
     if image_column and image_column not in header:
         raise CatalogError(f"{path}: no image column {image_column!r}; columns are {', '.join(header)}")

@@ -7,6 +7,7 @@ the batch size, not the catalog. Written to a temporary file and renamed into pl
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -64,6 +65,29 @@ class _Writer:
             self.tmp.unlink(missing_ok=True)
 
 
+#: File name endings and the format written.
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def output_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format to write `path` in: `fmt` ("csv", "parquet") or its file name's ending. Anything else (`.xlsx`,
+    `.json`, no ending) is refused, as is a Parquet file without pyarrow: a file named for one format and holding
+    another would mislead whatever opens it, and the refusal comes before any work."""
+    path = Path(path)
+    named = FORMATS.get(path.suffix.lower())
+    if fmt not in (None, "csv", "parquet"):
+        raise LookalikeError(f"unknown output format {fmt!r} (csv or parquet)")
+    if fmt is None and named is None:
+        raise LookalikeError(f"{path.name}: write recommendations to a .parquet or .csv file "
+                             f"(not {path.suffix or 'a name without an ending'})")
+    if fmt is not None and named is not None and named != fmt:
+        raise LookalikeError(f"{path.name}: a {named} file name for {fmt} output; name it .{fmt}")
+    fmt = fmt or named
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise LookalikeError("Parquet output needs pyarrow: pip install 'lookalike[export]' (or write a .csv)")
+    return fmt
+
+
 def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | None = None,
                   same: Sequence[str] = (), fmt: str | None = None, batch: int = 2048,
                   progress: Progress | None = None, agree: "bool | Sequence[str]" = True) -> RecommendReport:
@@ -75,7 +99,7 @@ def recommend_all(index: Index, out: str | Path, k: int = 10, *, where: Where | 
 
     started = time.perf_counter()
     out = Path(out)
-    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "parquet")
+    fmt = output_format(out, fmt)
     progress = progress or NoProgress()
     where = normalise_where(where)
     rows = index.meta.rows_where(where) if where else np.arange(len(index))

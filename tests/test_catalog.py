@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import FPI, need_shared
+from conftest import DEMO, DEMO_CSV, FPI, need_shared
 from lookalike import Catalog, CatalogError
 from lookalike.catalog import CatalogProblems, read_metadata
 
@@ -60,6 +60,28 @@ def test_generic_csv_with_image_column(tmp_path):
     assert "image" not in cat.columns
 
 
+def test_a_sub_folder_with_the_whole_catalogs_csv_matches_its_photos_by_id():
+    # the CSV's paths (dress/ID.jpg) are relative to examples/catalog, neither to the folder given nor to the CSV's
+    cat = Catalog.read(DEMO / "dress", DEMO_CSV)
+    assert len(cat.products) == 20 and {p.metadata["class"] for p in cat.products} == {"dress"}
+    assert all(p.path.parent == DEMO / "dress" for p in cat.products)
+    assert cat.problems.images_without_row == [] and len(cat.problems.rows_without_image) == 180
+
+
+def test_files_of_other_types_are_listed_not_indexed(tmp_path):
+    photo(tmp_path / "p" / "a.jpg")
+    photo(tmp_path / "p" / "b" / "c.png")
+    (tmp_path / "p" / "vector.svg").write_text("<svg/>")
+    (tmp_path / "p" / "b" / "notes.txt").write_text("x")
+    (tmp_path / "p" / ".DS_Store").write_bytes(b"x")                      # hidden: passed over
+    (tmp_path / "p" / "meta.csv").write_text("id,colour\na,red\n")        # the metadata itself: passed over
+    cat = Catalog.read(tmp_path / "p", tmp_path / "p" / "meta.csv")
+    assert sorted(p.id for p in cat.products) == ["a", "c"]
+    assert cat.problems.unread_files == ["vector.svg", "b/notes.txt"]
+    assert "skipped 2 files of a type lookalike does not read: vector.svg, b/notes.txt" in cat.problems.lines()
+    assert "1 photos without a metadata row, indexed without labels: c" in cat.problems.lines()
+
+
 def test_duplicate_ids_in_folder(tmp_path):
     photo(tmp_path / "a" / "x.jpg")
     photo(tmp_path / "b" / "x.png")
@@ -72,6 +94,15 @@ def test_unusable_metadata(tmp_path, content, message):
     (tmp_path / "m.csv").write_text(content)
     with pytest.raises(CatalogError, match=message):
         Catalog.read(None, tmp_path / "m.csv")
+
+
+def test_a_missing_id_column_names_the_option(tmp_path):
+    (tmp_path / "meta.csv").write_text("ref,colour\na,b\n")
+    with pytest.raises(CatalogError, match=r"no id column in .*meta.csv \(looked for id, .*sku.*\); name it with "
+                                           r"--id-column; its columns are ref, colour"):
+        Catalog.read(None, tmp_path / "meta.csv")
+    with pytest.raises(CatalogError, match="no id column 'code' in"):
+        Catalog.read(None, tmp_path / "meta.csv", id_column="code")
 
 
 def test_missing_folder_is_an_error(tmp_path):

@@ -135,3 +135,91 @@ def test_user_errors_exit_2_with_a_message(idx, tmp_path, args, message):
 def test_train_refuses_a_malformed_depth_or_width(tmp_path, option, value):
     result = run("train", DEMO, "--out", tmp_path / "m", option, value, code=2)
     assert option in result.output and not (tmp_path / "m").exists()
+
+
+def flat(result) -> str:
+    """The output with Rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["classify", "categories"])
+def test_classify_names_a_path_that_does_not_exist_or_holds_no_readable_photo(tmp_path, command):
+    # the default model (with heads): the classic one would fail for having none, whatever the path
+    assert "no/such/dir: no such file or folder" in flat(run(command, "no/such/dir", code=2))
+    (tmp_path / "empty").mkdir()
+    assert "no photos in" in flat(run(command, tmp_path / "empty", code=2))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.jpg").write_bytes(b"not a photo")
+    assert "none of the 1 photo(s) could be read" in flat(run(command, tmp_path / "bad", code=2))
+
+
+def test_add_a_sub_folder_with_the_whole_catalogs_metadata(tmp_path):
+    out = tmp_path / "i.idx"
+    run("index", DEMO / "hat", "--metadata", DEMO_CSV, "--out", out, "--model", "classic")
+    result = run("add", out, DEMO / "dress", "--metadata", DEMO_CSV)
+    assert "added 20" in flat(result) and "without a metadata row" not in flat(result)
+    info = json.loads(run("info", out, "--json").stdout)
+    assert info["products"] == 40 and dict(info["facets"]["class"]) == {"dress": 20, "hat": 20}
+    again = flat(run("add", out, DEMO / "dress", "--metadata", DEMO_CSV, code=2))
+    assert "nothing added: all 20 products are already in the index" in again
+    (tmp_path / "empty").mkdir()
+    assert "nothing added: no photos found in" in flat(run("add", out, tmp_path / "empty", code=2))
+
+
+@pytest.mark.parametrize("target", ["photos", "other"])
+def test_index_refuses_a_target_that_is_not_an_index_before_any_work(demo_copy, target, monkeypatch):
+    import lookalike.index.index as ix
+
+    monkeypatch.setattr(ix, "embed_batch", lambda *a, **k: pytest.fail("embedded before refusing"))
+    out = demo_copy if target == "photos" else demo_copy.parent / "other"
+    if target == "other":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    result = flat(run("index", demo_copy, "--out", out, "--model", "classic", "--overwrite", code=2))
+    assert ("the photo folder itself" if target == "photos" else "is not a lookalike index") in result
+    assert not list(demo_copy.parent.glob(".*.lock"))
+
+
+def test_recommend_all_refuses_a_format_it_does_not_write(idx, tmp_path):
+    assert "a .parquet or .csv file (not .xlsx)" in flat(run("recommend-all", idx, "--out", tmp_path / "x.xlsx",
+                                                             code=2))
+    assert not (tmp_path / "x.xlsx").exists()
+    run("recommend-all", idx, "--out", tmp_path / "x.csv", "-k", "2")
+    assert (tmp_path / "x.csv").read_text().splitlines()[0] == "id,rank,neighbour_id,score"
+
+
+def test_version_and_help_without_type_tags():
+    from importlib.metadata import version
+
+    assert run("--version").stdout.strip() == f"lookalike {version('lookalike')}"
+    for command in (["search"], ["index"], ["model", "import"]):
+        page = run(*command, "--help").output
+        assert "<bool>" not in page and "<path>" not in page and "<str>" not in page and "{INDEX}" not in page
+        assert "--help" in page
+
+
+def test_summary_lists_unread_files_and_photos_indexed_without_labels(demo_copy, tmp_path):
+    (demo_copy / "vector.svg").write_text("<svg/>")
+    (demo_copy / "hat" / "notes.txt").write_text("x")
+    (demo_copy / ".hidden").write_text("x")
+    hats = sorted(p.stem for p in (demo_copy / "hat").glob("*.jpg"))
+    ids = [p.stem for p in sorted(demo_copy.glob("*/*.jpg")) if p.stem not in hats]
+    (demo_copy / "meta.csv").write_text("id,class\n" + "".join(f"{i},x\n" for i in ids))
+    out = flat(run("index", demo_copy, "--metadata", demo_copy / "meta.csv", "--out", tmp_path / "i.idx",
+                   "--model", "classic"))
+    assert "indexed 12" in out
+    assert "4 photos without a metadata row, indexed without labels" in out
+    assert "skipped 2 files of a type lookalike does not read: vector.svg, hat/notes.txt" in out
+    assert ".hidden" not in out and "meta.csv" not in out
+    extra = tmp_path / "new"
+    extra.mkdir()
+    Image.new("RGB", (60, 80), (20, 200, 20)).save(extra / "green-1.png")
+    (extra / "logo.svg").write_text("<svg/>")
+    assert "skipped 1 file of a type lookalike does not read: logo.svg" in flat(run("add", tmp_path / "i.idx", extra))
+
+
+def test_a_missing_id_column_names_the_option(tmp_path, demo_copy):
+    (tmp_path / "meta.csv").write_text("ref,colour\na,b\n")
+    result = flat(run("index", demo_copy, "--metadata", tmp_path / "meta.csv", "--out", tmp_path / "i.idx",
+                      "--model", "classic", code=2))
+    assert "no id column in" in result and "name it with --id-column" in result

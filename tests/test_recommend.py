@@ -42,3 +42,14 @@ def test_parquet_output(demo_index, tmp_path):
     table = pq.read_table(tmp_path / "sim.parquet")
     assert table.num_rows == 400 and table.column_names == ["id", "rank", "neighbour_id", "score"]
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name,fmt,message", [("sim.xlsx", None, "a .parquet or .csv file"),
+                                              ("sim", None, "without an ending"),
+                                              ("sim.parquet", "csv", "name it .csv")])
+def test_a_file_name_it_cannot_write_is_refused_before_any_work(demo_index, tmp_path, name, fmt, message):
+    from lookalike import LookalikeError
+
+    with pytest.raises(LookalikeError, match=message):
+        recommend_all(demo_index, tmp_path / name, k=2, fmt=fmt)
+    assert not list(tmp_path.iterdir())

@@ -14,17 +14,18 @@ from rich.table import Table
 from ..errors import LookalikeError
 from ..evaluate import evaluate as run_evaluate
 from ..grid import draw_rows
-from ..images import image_files, load_image
+from ..images import load_image
 from ..index import Index
 from ..models import load_model
 from ..models.pipeline import embed_batch
 from ..progress import RichProgress
 from ..search import parse_where
-from .common import cli_errors, err, out, print_report
+from .common import cli_errors, err, nothing_added, out, photo_files, print_report
+from .help import Group
 from .model import model_app
 from .train import categories as categories_cmd, classify as classify_cmd, train as train_cmd
 
-app = typer.Typer(help="Visual search for fashion catalogs: index photos, find lookalikes.",
+app = typer.Typer(help="Visual search for fashion catalogs: index photos, find lookalikes.", cls=Group,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(model_app, name="model")
 app.command()(train_cmd)
@@ -35,6 +36,30 @@ MODEL = typer.Option("default", "--model", "-m", help="default, classic, a regis
 METADATA = typer.Option(None, "--metadata", help="CSV: Kaggle styles.csv or any CSV with an id column")
 ID_COL = typer.Option(None, "--id-column", help="metadata id column (default: id, sku, ...)")
 IMG_COL = typer.Option(None, "--image-column", help="metadata column with photo paths (default: image, path, ...)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"lookalike {version()}", highlight=False)
+        raise typer.Exit()
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own when it runs from a source tree not installed."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("lookalike")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="print the version and exit")):
+    pass
 
 
 @app.command()
@@ -77,7 +102,7 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     if (query is None) == (pid is None):
         raise LookalikeError("give either a query photo or --id PRODUCT_ID")
     idx = Index.load(index_dir)
-    results = idx.search(pid if pid is not None else load_image(query), k=k, where=parse_where(where),
+    results = idx.search(pid if pid is not None else query, k=k, where=parse_where(where),
                          exclude_self=not include_self, agree=False if no_agree else (agree or True), same=same)
     if as_json:
         out.print_json(json.dumps({"query": pid or str(query), "results": [r.to_dict() for r in results]}))
@@ -106,7 +131,10 @@ def add(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     with RichProgress(err) as progress:
         report = idx.add(photos, metadata, replace=replace, progress=progress, id_column=id_column,
                          image_column=image_column)
-    print_report(report, "added")
+    if report.indexed or report.already_indexed or report.skipped:
+        print_report(report, "added")
+    if not report.indexed:
+        nothing_added(report, photos)
     err.print(f"{index_dir} now holds {len(idx):,} products")
 
 
@@ -127,9 +155,7 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
           out_file: Path = typer.Option(..., "--out", "-o", help="vectors .npy (ids go to NAME.ids.txt)"),
           model: str = MODEL, batch_size: int = typer.Option(64, min=1, max=4096)):
     """Embed photos to an N x D float32 .npy of unit vectors, with their ids one a line beside it."""
-    files = image_files(inputs)
-    if not files:
-        raise LookalikeError("no photos found in the inputs")
+    files = photo_files(inputs)
     embedder = load_model(model)
     with RichProgress(err) as progress:
         progress.start(len(files), "embedding")
@@ -202,43 +228,47 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     try:
         import uvicorn
 
-        from ..serve.app import api_key_from, create_app
+        from ..serve.app import api_key_from, check_port, create_app, log_config
     except ImportError:
         raise LookalikeError("serving needs the serve extra: pip install 'lookalike[serve]'") from None
+    check_port(host, port)
     key = api_key_from(file=api_key_file)
     app_ = create_app(index_dir, api_key=key, max_upload_mb=max_upload_mb)
     idx = app_.state.holder.index
     err.print(f"serving {len(idx):,} products ({idx.manifest['model']['id']}) at [bold]http://{host}:{port}/[/] "
               f"(API docs at /docs; admin writes {'enabled' if key else 'disabled'})")
+    # one access line per request comes from the app's own logger (log_config): uvicorn's would double it
+    logs = {"log_level": "warning", "log_config": log_config(), "access_log": False}
     if workers == 1:
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        uvicorn.run(app_, host=host, port=port, **logs)
         return
     os.environ.update({"LOOKALIKE_INDEX": str(index_dir.absolute()), "LOOKALIKE_MAX_UPLOAD_MB": str(max_upload_mb)})
     if api_key_file:
         os.environ["LOOKALIKE_API_KEY_FILE"] = str(api_key_file.absolute())
-    uvicorn.run("lookalike.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+    uvicorn.run("lookalike.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers, **logs)
 
 
 @app.command("recommend-all")
 @cli_errors
 def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
                       k: int = typer.Option(10, "-k", min=1, max=1000),
-                      out_file: Path = typer.Option(..., "--out", "-o", help=".parquet (default) or .csv"),
+                      out_file: Path = typer.Option(..., "--out", "-o", help="a .parquet or .csv file"),
                       where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
                       same: List[str] = typer.Option([], "--same", help="only neighbours sharing this column's value (repeatable)"),
-                      as_csv: bool = typer.Option(False, "--csv", help="write CSV whatever the file name"),
+                      as_csv: bool = typer.Option(False, "--csv",
+                                                  help="write CSV whatever the file name (not .parquet)"),
                       no_agree: bool = typer.Option(False, "--no-agree", help="plain similarity order, no re-ranking"),
                       batch: int = typer.Option(2048, min=1)):
     """Top-k similar products for every product, streamed to Parquet or CSV (id, rank, neighbour_id, score)."""
-    from ..recommend import recommend_all
+    from ..recommend import output_format, recommend_all
 
+    fmt = output_format(out_file, "csv" if as_csv else None)  # a name it cannot write fails here, before any work
     idx = Index.load(index_dir)
     for column in same:
         idx.meta.facets(column)  # unknown columns fail here, before any work
     with RichProgress(err) as progress:
         report = recommend_all(idx, out_file, k, where=parse_where(where), same=same,
-                               fmt="csv" if as_csv else None, batch=batch, progress=progress,
+                               fmt=fmt, batch=batch, progress=progress,
                                agree=not no_agree)
     err.print(f"{report.rows:,} recommendations for {report.products:,} products"
               + (f" in {report.groups:,} groups" if same else "")
@@ -288,7 +318,7 @@ def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         raise LookalikeError("--gender is soft, strict or off")
     from ..grid import draw_look
 
-    files = image_files(photos)
+    files = photo_files(photos)
     idx = Index.load(index_dir)
     from ..look.detector import OnnxDetector
 
@@ -301,15 +331,18 @@ def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
             failed.append((path, str(exc)))
             continue
         looks.append(result)
-        if grid:
-            target = grid if len(files) == 1 else grid.with_name(f"{grid.stem}-{path.stem}{grid.suffix}")
-            draw_look(load_image(path), result.garments, target)
         if not as_json:
-            err.print(f"[bold]{path}[/] ({'full shot' if result.full_shot else 'partial'}, {result.seconds * 1000:.0f} ms)")
+            shot = "no person found: searched the whole photo" if result.garments[0].kind == "product" else \
+                ("full shot" if result.full_shot else "partial")
+            err.print(f"[bold]{path}[/] ({shot}, {result.seconds * 1000:.0f} ms)")
             for g in result.garments:
                 attrs = ", ".join(f"{a['label']}" for a in g.attributes.values())
                 out.print(f"  {g.kind:9s} box {list(g.box)} score {g.score:.2f}  {attrs}")
-                out.print("    " + "  ".join(f"{r.id} ({r.score:.2f})" for r in g.results))
+                out.print("    " + ("  ".join(f"{r.id} ({r.score:.2f})" for r in g.results) or g.note or "no results"))
+        if grid:
+            target = grid if len(files) == 1 else grid.with_name(f"{grid.stem}-{path.stem}{grid.suffix}")
+            draw_look(load_image(path), result.garments, target)
+            err.print(f"picture written to [bold]{target}[/]")
     if as_json:
         out.print_json(json.dumps({"looks": [l.to_dict() for l in looks],
                                    "skipped": [{"image": str(p), "error": e} for p, e in failed]}))

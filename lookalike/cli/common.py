@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import LookalikeError
+from ..images import IMAGE_EXTENSIONS, image_files
 from ..index import BuildReport
 
 out = Console()                     # results: stdout, so they can be piped
@@ -44,5 +46,37 @@ def print_report(report: BuildReport, verb: str = "indexed") -> None:
         err.print(f"  [yellow]skipped[/] {pid}: {reason}", highlight=False)
     if len(report.skipped) > 10:
         err.print(f"  ... and {len(report.skipped) - 10} more")
-    for line in report.problems.lines():
+    for line in report.problems.lines(verb):
         err.print(f"  [yellow]note[/] {line}", highlight=False)
+
+
+def photo_files(inputs) -> list[Path]:
+    """Photos named on a command line (files as given, folders expanded), or an error naming the input at fault.
+    `images.image_files` takes a path that does not exist for a file, which would then be "skipped" as one
+    unreadable photo and leave an empty table with exit code 0."""
+    missing = [str(p) for p in inputs if not Path(p).exists()]
+    if missing:
+        raise LookalikeError(f"{missing[0]}: no such file or folder")
+    files = image_files(inputs)
+    if not files:
+        raise LookalikeError(f"no photos in {', '.join(map(str, inputs))} "
+                             f"(lookalike reads {', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)})")
+    return files
+
+
+def nothing_read(skipped: list[tuple[str, str]]) -> None:
+    """Fail when photos were given but none could be read: there is no result to show."""
+    first = f"; first error: {skipped[0][1]}" if skipped else ""
+    raise LookalikeError(f"none of the {len(skipped)} photo(s) could be read{first}")
+
+
+def nothing_added(report: BuildReport, photos: Path) -> None:
+    """Fail, with the reason, when `add` added nothing: a user who expected new products in the index must not
+    see exit code 0."""
+    if report.already_indexed and not report.skipped:
+        reason = f"all {len(report.already_indexed):,} products are already in the index (--replace re-embeds them)"
+    elif report.skipped:
+        reason = f"none of the {len(report.skipped):,} new photos could be read"
+    else:
+        reason = f"no photos found in {photos}" + "".join(f"; {line}" for line in report.problems.lines("added"))
+    raise LookalikeError(f"nothing added: {reason}")

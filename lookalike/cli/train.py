@@ -12,10 +12,10 @@ import typer
 from rich.table import Table
 
 from ..errors import LookalikeError
-from ..images import image_files
 from ..models import load_model
+from ..models.base import CONFIDENT
 from ..progress import RichProgress
-from .common import cli_errors, err, out
+from .common import cli_errors, err, nothing_read, out, photo_files
 
 
 @cli_errors
@@ -97,6 +97,15 @@ def _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, e
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
 
 
+def _cell(prediction) -> str:
+    """A table cell: the label and its probability, or "unsure" when the model is not confident."""
+    if prediction is None:
+        return "-"
+    if not prediction.confident:
+        return f"[dim]unsure ({prediction.confidence:.2f})[/]"
+    return f"{prediction.label} ({prediction.confidence:.2f})"
+
+
 def _stages(text: Optional[str], option: str, example: str, least: int) -> Optional[tuple]:
     """Four numbers, one per stage (`--blocks`, `--widths`)."""
     if text is None:
@@ -108,13 +117,6 @@ def _stages(text: Optional[str], option: str, example: str, least: int) -> Optio
     if len(counts) != 4 or min(counts) < least:
         raise LookalikeError(f"{option} {text!r}: give four numbers of at least {least}, e.g. {example}")
     return counts
-
-
-def _image_files(inputs: List[Path]) -> list[Path]:
-    files = image_files(inputs)
-    if not files:
-        raise LookalikeError("no photos found in the inputs")
-    return files
 
 
 @cli_errors
@@ -132,14 +134,18 @@ def classify(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
 
     if column and index is None:
         raise LookalikeError("--column needs --index: columns are predicted from a catalog's labels")
+    files = photo_files(inputs)
     with RichProgress(err, transient=True) as progress:
         if index is not None:
             from ..index import Index
 
-            rows, skipped = classify_with_catalog(Index.load(index), _image_files(inputs), top=top,
-                                                  columns=column or None, progress=progress)
+            rows, skipped = classify_with_catalog(Index.load(index), files, top=top, columns=column or None,
+                                                  progress=progress)
         else:
-            rows, skipped = classify_images(load_model(model), _image_files(inputs), top=top, progress=progress)
+            rows, skipped = classify_images(load_model(model), files, top=top, progress=progress)
+    if not rows:
+        _print_skipped(skipped)
+        nothing_read(skipped)
     if as_json:
         out.print_json(json.dumps({"predictions": [
             {"image": r.image, **{h: [{"label": l, "p": round(p, 4)} for l, p in zip(pr.labels, pr.probs)]
@@ -149,11 +155,11 @@ def classify(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
         heads = list(dict.fromkeys(h for r in rows for h in r.predictions))
         table = Table("image", *heads)
         for r in rows:
-            table.add_row(Path(r.image).name, *(f"{r.predictions[h].label} ({r.predictions[h].confidence:.2f})"
-                                                 if h in r.predictions else "-" for h in heads))
+            table.add_row(Path(r.image).name, *(_cell(r.predictions.get(h)) for h in heads))
         out.print(table)
-    for key, reason in skipped:
-        err.print(f"[yellow]skipped[/] {reason}", highlight=False)
+        if any(not p.confident for r in rows for p in r.predictions.values()):
+            err.print(f"[dim]unsure: below {CONFIDENT:.0%} the label is not shown (--json gives every probability)[/]")
+    _print_skipped(skipped)
 
 
 @cli_errors
@@ -168,9 +174,13 @@ def categories(photos: List[Path] = typer.Argument(..., help="photos or folders"
     from ..grid import contact_sheet
     from ..images import load_image
 
+    files = photo_files(photos)
     embedder = load_model(model)
     with RichProgress(err, transient=True) as progress:
-        rows, skipped = classify_images(embedder, _image_files(photos), top=1, progress=progress)
+        rows, skipped = classify_images(embedder, files, top=1, progress=progress)
+    if not rows:
+        _print_skipped(skipped)
+        nothing_read(skipped)
     if not embedder.heads:
         raise LookalikeError("this model has no attribute heads")
     head = head or ("articleType" if "articleType" in embedder.heads else next(iter(embedder.heads)))
@@ -189,5 +199,9 @@ def categories(photos: List[Path] = typer.Argument(..., help="photos or folders"
         contact_sheet([(load_image(r.image), [Path(r.image).name, f"{r.predictions[head].label} "
                                                                   f"{r.predictions[head].confidence:.2f}"]) for r in rows], sheet)
         err.print(f"contact sheet written to {sheet}")
+    _print_skipped(skipped)
+
+
+def _print_skipped(skipped: list[tuple[str, str]]) -> None:
     for key, reason in skipped:
         err.print(f"[yellow]skipped[/] {reason}", highlight=False)

@@ -16,13 +16,15 @@ from PIL import Image, ImageFilter
 
 from ..images import ImageSource, load_image
 from ..search import Result
-from .kinds import Kinds
+from .kinds import KINDS, Kinds
 from .parser import GarmentParser, Parsed, Region
 from .person import PersonDetector
 
 GENDER_BONUS = 0.03     # soft gender filter: a re-ranking nudge, not an exclusion
+PERSON_SURE = 0.6       # the person's gender is used when its share of the garments' gender probability is this
 VIEW_PAD = 0.25         # the parser's view: the body keypoints' box padded by this share of its longer side
 VIEW_MIN_ZOOM = 1.5     # ... used only when the parser then sees the person at least this much larger
+PLURAL = {"top": "tops", "bottom": "bottoms", "one-piece": "one-pieces", "footwear": "shoes", "bag": "bags"}
 _parser: GarmentParser | None = None
 _person: PersonDetector | None = None
 
@@ -35,10 +37,11 @@ class Garment:
     attributes: dict = field(default_factory=dict)   # head -> {"label", "p"}
     results: list[Result] = field(default_factory=list)
     crop: Image.Image | None = None
+    note: str | None = None                      # why there are no results, e.g. "no bags in this catalog"
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "box": list(self.box), "score": self.score, "attributes": self.attributes,
-                "results": [r.to_dict() for r in self.results]}
+                "results": [r.to_dict() for r in self.results], "note": self.note}
 
 
 @dataclass
@@ -132,15 +135,25 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
         regions = []
     model = index.model
     if not regions:
-        vectors, attributes = _embed_and_classify(model, [image])
-        results, attrs = index.search(vectors[0], k=k), attributes[0]
+        vectors, probs = _embed(model, [image])
+        results, attrs = index.search(vectors[0], k=k), _attributes(model, probs, 0)
         g = Garment("product", (0, 0, image.width, image.height), 1.0, attrs, results, image if with_crops else None)
         return Look(label, image.size, False, [g], time.perf_counter() - started)
-    vectors, attributes = _embed_and_classify(model, crops)
-    gender = _overall(attributes, "gender")
+    vectors, probs = _embed(model, crops)
+    gender, gender_p = _person_gender(model, probs)
     garments = []
-    for region, crop, vec, attrs in zip(regions, crops, vectors, attributes):
+    narrowable = any(kinds.filter_for(k, index.columns, index.facets) is not None for k in KINDS)
+    for i, (region, crop, vec) in enumerate(zip(regions, crops, vectors)):
         where = kinds.filter_for(region.kind, index.columns, index.facets)
+        attrs = _attributes(model, probs, i, _values_of_kind(index, where, model.heads))
+        if gender:      # every garment takes the person's gender; unsure of the person, none shows one
+            attrs["gender"] = {"label": gender, "p": gender_p}
+        else:
+            attrs.pop("gender", None)
+        if where is None and narrowable:    # the catalog tells kinds apart and has none of this one
+            garments.append(Garment(region.kind, region.box, region.score, attrs, [], crop if with_crops else None,
+                                    note=f"no {PLURAL.get(region.kind, region.kind)} in this catalog"))
+            continue
         results = index.search(vec, k=k * 3 if gender and gender_filter == "soft" else k, where=where)
         if gender and "gender" in index.columns and gender_filter == "soft":
             results = sorted(results, key=lambda r: -(r.score + (GENDER_BONUS if r.metadata.get("gender") in
@@ -151,18 +164,55 @@ def look(index, source: ImageSource, k: int = 6, *, name: str | None = None, kin
     return Look(label, image.size, person.full_shot, garments, time.perf_counter() - started)
 
 
-def _embed_and_classify(model, crops) -> tuple[np.ndarray, list[dict]]:
-    """Vectors and top-1 attributes of the crops from one pass of the model."""
-    from ..models.base import predictions_for
+def _embed(model, crops) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Vectors and head probabilities of the crops from one pass of the model."""
     from ..models.pipeline import embed_batch
 
     out = embed_batch(model, list(enumerate(crops)), skip_errors=False, with_heads=bool(model.heads))
-    attrs = [{h: {"label": p.label, "p": round(p.confidence, 4)} for h, p in predictions_for(model.heads, out.heads, i, 1).items()}
-             for i in range(len(crops))] if model.heads else [{} for _ in crops]
-    return out.vectors, attrs
+    return out.vectors, out.heads
 
 
-def _overall(attributes: list[dict], head: str) -> str | None:
-    """The person's gender: the most confident garment's prediction, when confident enough."""
-    best = max((a[head] for a in attributes if head in a), key=lambda x: x["p"], default=None)
-    return best["label"] if best and best["p"] >= 0.6 else None
+def _attributes(model, probs: dict[str, np.ndarray], row: int, allowed: dict[str, set] | None = None) -> dict:
+    """A garment's top label per head, shown only when the model is confident of it (`CONFIDENT`). `allowed`: per
+    head, the values the catalog has for products of the garment's kind, so a bottom is never called "Tshirts" (the
+    best allowed label, with its own probability: no renormalising into false confidence). `gender`: the person's,
+    which every garment takes."""
+    from ..models.base import CONFIDENT
+
+    out = {}
+    for head, p in probs.items():
+        labels = model.heads[head]
+        order = list(np.argsort(-p[row]))
+        if allowed and allowed.get(head):
+            order = [j for j in order if labels[j] in allowed[head]]
+        if order and p[row][order[0]] >= CONFIDENT:
+            out[head] = {"label": labels[order[0]], "p": round(float(p[row][order[0]]), 4)}
+    return out
+
+
+def _values_of_kind(index, where: dict | None, heads: dict) -> dict[str, set] | None:
+    """Per head that is a column of the index, the values its products of this kind have."""
+    if not where:
+        return None
+    rows = index.meta.rows_where(where)
+    out = {}
+    for head in heads:
+        if head in index.columns and head != "gender":
+            column = index._label_codes(head)
+            out[head] = {column.values[c] for c in np.unique(column.rows[rows]) if c >= 0}
+    return out
+
+
+def _person_gender(model, probs: dict[str, np.ndarray]) -> tuple[str | None, float]:
+    """The person's gender and its share: the garments' gender probabilities summed, when one value then takes
+    at least `PERSON_SURE` of them (the model is sure); "Unisex" is no answer about a person."""
+    if "gender" not in probs or not len(probs["gender"]):
+        return None, 0.0
+    labels = model.heads["gender"]
+    total = probs["gender"].sum(axis=0)
+    keep = [j for j, l in enumerate(labels) if l != "Unisex"]
+    if not keep or total.sum() <= 0:
+        return None, 0.0
+    best = max(keep, key=lambda j: total[j])
+    share = float(total[best] / total.sum())
+    return (labels[best], round(share, 4)) if share >= PERSON_SURE else (None, 0.0)

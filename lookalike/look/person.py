@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from ..errors import LookalikeError
+from .quiet import filter_native_logs
 
 NOSE, HEELS_AND_TOES = 0, (29, 30, 31, 32)
 VISIBLE = 0.5
@@ -28,15 +31,28 @@ class Person:
         return self.head and self.feet
 
 
+# protobuf warns from Python on every inference that MediaPipe uses a deprecated call
+warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+
+
 class PersonDetector:
     def __init__(self):
         os.environ.setdefault("GLOG_minloglevel", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             import mediapipe as mp
         except ImportError:
             raise LookalikeError("shop the look needs the look extra: pip install 'lookalike[look]' (mediapipe)") from None
+        filter_native_logs()             # its C++ code logs to the terminal on every run (see lookalike.look.quiet)
         self._pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
         self._lock = threading.Lock()  # a MediaPipe graph runs one image at a time
+        atexit.register(self.close)      # its graph writes its notes when it stops, too
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pose is not None:
+                self._pose.close()
+                self._pose = None
 
     def detect(self, image: Image.Image) -> Person | None:
         small = image.copy()

@@ -21,6 +21,11 @@ class Outputs:
     heads: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+#: A prediction shown to a person (the page, `classify`'s table, shop the look's attributes) only at this
+#: probability or more: a wrong confident label ("Watches" for a skirt) is worse than none. JSON keeps them all.
+CONFIDENT = 0.5
+
+
 @dataclass
 class Prediction:
     """One head's answer for one image: labels with probabilities, best first."""
@@ -36,6 +41,10 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return self.probs[0]
+
+    @property
+    def confident(self) -> bool:
+        return self.probs[0] >= CONFIDENT
 
 
 class Embedder:
