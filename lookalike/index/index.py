@@ -21,7 +21,7 @@ from ..progress import NoProgress, Progress
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import metadata as md
-from .store import read_manifest, write_atomically, write_lock, write_manifest
+from .store import read_manifest, read_version, replaceable, write_atomically, write_lock, write_manifest
 
 VECTORS, FAISS = "vectors.npy", "index.faiss"
 INDEX_TYPES = ("flat", "hnsw")
@@ -69,12 +69,13 @@ class Index:
         import faiss
 
         self.path = Path(path)
-        self.manifest = read_manifest(self.path, verify=verify)
+        # one version of the folder, whatever a writer swaps in meanwhile (see read_version)
+        self.manifest, data = read_version(self.path, (FAISS, md.FILE), verify=verify)
         try:
-            self.faiss = faiss.read_index(str(self.path / FAISS))
+            self.faiss = faiss.deserialize_index(np.frombuffer(data.pop(FAISS), dtype=np.uint8))
         except RuntimeError as exc:
-            raise IndexStoreError(f"{self.path}: cannot read {FAISS} ({exc})") from None
-        self.meta = md.MetadataStore(self.path / md.FILE)
+            raise IndexStoreError(f"{self.path}: cannot read {FAISS} ({str(exc).splitlines()[0]})") from None
+        self.meta = md.MetadataStore(self.path / md.FILE, data.pop(md.FILE))
         self.ids = self.meta.ids()
         if len(self.ids) != self.faiss.ntotal or len(self.ids) != self.manifest["count"]:
             raise IndexStoreError(f"{self.path}: metadata, vectors and manifest disagree on the count; rebuild")
@@ -107,36 +108,35 @@ class Index:
         if dtype not in DTYPES:
             raise LookalikeError(f"unknown vector dtype {dtype!r} (choose {', '.join(DTYPES)})")
         out = Path(out)
+        _check_target(out, photos, overwrite)
         started = time.perf_counter()
         embedder = load_model(model)
         catalog = Catalog.read(photos, metadata, id_column=id_column, image_column=image_column,
                                require_metadata=require_metadata)
         if not catalog.products:
             raise LookalikeError("no photos found to index" + "".join(f"; {l}" for l in catalog.problems.lines()))
+        columns = md.safe_columns(catalog.columns)        # clashing names are refused before any embedding
         progress = progress or NoProgress()
+        progress.start(len(catalog.products), "indexing")
+        result = embed_batch(embedder, [(i, p.path) for i, p in enumerate(catalog.products)],
+                             batch_size=batch_size, progress=progress)
+        if not result.keys:
+            raise LookalikeError(f"none of the {len(catalog.products)} photos could be read; first error: "
+                                 f"{result.errors[0][1] if result.errors else '?'}")
+        products = [catalog.products[i] for i in result.keys]
+        settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim,
+                              "source": embedder.source or embedder.name},
+                    "metric": "cosine", "index_type": index_type, "dtype": dtype,
+                    "created": _now()}
+
+        def fill(tmp: Path) -> None:
+            index = _faiss_index(embedder.dim, index_type, dtype)
+            index.add(result.vectors)
+            _write_files(tmp, index, result.vectors.astype(dtype), columns,
+                         _records(products, result.hashes, catalog.columns, 0), columns, settings)
+
         with write_lock(out):
-            if out.exists() and not overwrite:
-                raise IndexStoreError(f"{out} already exists: pass overwrite (--overwrite) to rebuild it, "
-                                      "or use `lookalike add` to add products")
-            progress.start(len(catalog.products), "indexing")
-            result = embed_batch(embedder, [(i, p.path) for i, p in enumerate(catalog.products)],
-                                 batch_size=batch_size, progress=progress)
-            if not result.keys:
-                raise LookalikeError(f"none of the {len(catalog.products)} photos could be read; first error: "
-                                     f"{result.errors[0][1] if result.errors else '?'}")
-            products = [catalog.products[i] for i in result.keys]
-            columns = md.safe_columns(catalog.columns)
-            settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim,
-                                  "source": embedder.source or embedder.name},
-                        "metric": "cosine", "index_type": index_type, "dtype": dtype,
-                        "created": _now()}
-
-            def fill(tmp: Path) -> None:
-                index = _faiss_index(embedder.dim, index_type, dtype)
-                index.add(result.vectors)
-                _write_files(tmp, index, result.vectors.astype(dtype), columns,
-                             _records(products, result.hashes, catalog.columns, 0), columns, settings)
-
+            _check_target(out, photos, overwrite)  # again: another writer may have made it meanwhile
             write_atomically(out, fill)
         index = cls(out, model=embedder)
         index.report = BuildReport(len(products), [(catalog.products[k].id, e) for k, e in result.errors],
@@ -424,6 +424,7 @@ class Index:
         if columns is None:
             columns = list(dict.fromkeys(c for p in products for c in p.metadata))
         progress = progress or NoProgress()
+        md.merged_columns(self.columns, columns)      # clashing names are refused before any embedding
         with write_lock(self.path):
             self._reload()
             report = BuildReport(problems=problems or CatalogProblems())
@@ -465,7 +466,7 @@ class Index:
 
         keep = np.array([r for r in range(len(self)) if r not in drop], dtype=np.int64)
         old_columns = self.columns
-        new_columns = old_columns + [c for c in md.safe_columns(columns) if c not in old_columns]
+        new_columns = md.merged_columns(old_columns, columns)
         settings = {k: v for k, v in self.manifest.items() if k not in ("files", "count", "format", "version")}
         settings["updated"] = _now()
         dtype = self.manifest["dtype"]
@@ -485,6 +486,17 @@ class Index:
 
         write_atomically(self.path, fill)
         self._reload()
+
+
+def _check_target(out: Path, photos: str | Path | None, overwrite: bool) -> None:
+    """Refuse an `out` that build would refuse at the end (an existing folder that is not an index, the photo
+    folder itself, an index without `overwrite`) before any work is done or any file (a lock) is made."""
+    if photos is not None and out.resolve() == Path(photos).resolve():
+        raise IndexStoreError(f"{out} is the photo folder itself; write the index elsewhere (e.g. --out catalog.idx)")
+    replaceable(out)
+    if out.exists() and not overwrite:
+        raise IndexStoreError(f"{out} already exists: pass overwrite (--overwrite) to rebuild it, "
+                              "or use `lookalike add` to add products")
 
 
 def _now() -> str:

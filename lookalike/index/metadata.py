@@ -10,13 +10,14 @@ version it loaded even after a writer has swapped a newer one into the same path
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FilterError
+from ..errors import FilterError, IndexStoreError
 
 FILE = "metadata.sqlite"
 RESERVED = ("row", "id", "path", "sha1")
@@ -26,9 +27,41 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+#: SQLite allows 2,000 columns a table; a catalog with more is a CSV read wrongly (or not a catalog).
+MAX_COLUMNS = 1000
+
+
 def safe_columns(columns: Iterable[str]) -> list[str]:
-    """Metadata column names as stored: a name that clashes with a built-in column gets a `_meta` suffix."""
-    return [f"{c}_meta" if c in RESERVED else c for c in columns]
+    """Metadata column names as stored: a name that clashes with a built-in column (in any case: SQLite's names
+    are case-insensitive) gets a `_meta` suffix. Names that would still clash, differing only in case, are refused
+    with the pairs named, as are more than `MAX_COLUMNS` columns: before any photo is embedded."""
+    columns = list(columns)
+    if len(columns) > MAX_COLUMNS:
+        raise FilterError(f"the metadata has {len(columns):,} columns, over the limit of {MAX_COLUMNS:,}: is it the "
+                          "right file, read with the right delimiter?")
+    out = [f"{c}_meta" if c.lower() in RESERVED else c for c in columns]
+    seen: dict[str, str] = {}
+    clashes = []
+    for original, name in zip(columns, out):
+        if name.lower() in seen:
+            clashes.append(f"{seen[name.lower()]!r} and {original!r}")
+        seen.setdefault(name.lower(), original)
+    if clashes:
+        raise FilterError(f"metadata columns whose names differ only in case: {'; '.join(clashes[:5])}; rename one "
+                          "of each pair (column names are case-insensitive in the index)")
+    return out
+
+
+def merged_columns(old: Sequence[str], new: Iterable[str]) -> list[str]:
+    """An index's stored columns followed by those of `new` (as `safe_columns` stores them) that it lacks; a new
+    name that differs from a stored one only in case is refused, as within one header."""
+    added = [c for c in safe_columns(new) if c not in old]
+    stored = {c.lower(): c for c in old}
+    clashes = [f"{stored[c.lower()]!r} (in the index) and {c!r}" for c in added if c.lower() in stored]
+    if clashes:
+        raise FilterError(f"metadata columns whose names differ only in case: {'; '.join(clashes[:5])}; use the "
+                          "index's spelling")
+    return list(old) + added
 
 
 def create(path: Path, columns: Sequence[str]) -> sqlite3.Connection:
@@ -49,11 +82,27 @@ def insert(db: sqlite3.Connection, columns: Sequence[str], rows: Iterable[tuple]
 class MetadataStore:
     """Read-only access to an index's metadata, safe to share between threads."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data: bytes | None = None):
+        """Open the metadata file at `path`, or (`data`) its bytes as read from one version of the index (then
+        the database lives in memory and no later swap of the folder can change what this store answers)."""
         self.path = path
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+        if data is not None and hasattr(sqlite3.Connection, "deserialize"):     # Python 3.11+
+            self._conn = sqlite3.connect(":memory:", check_same_thread=False)
+            try:
+                self._conn.deserialize(data)
+            except sqlite3.DatabaseError:
+                raise IndexStoreError(f"{path}: not an SQLite database (damaged); rebuild the index") from None
+        else:
+            # an SQLite URI: the path is percent-encoded, so '%41', '#' or '?' in a folder name stay part of the name
+            uri = "file:" + urllib.parse.quote(str(Path(path).absolute())) + "?mode=ro&immutable=1"
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
-        info = self._query("PRAGMA table_info(products)")
+        try:
+            info = self._query("PRAGMA table_info(products)")
+        except sqlite3.DatabaseError:
+            raise IndexStoreError(f"{path}: not an SQLite database (damaged); rebuild the index") from None
+        if not info:
+            raise IndexStoreError(f"{path}: holds no product table (damaged); rebuild the index")
         self.columns = [r[1] for r in info if r[1] not in RESERVED]
         self._facets: dict[str, list[tuple[str, int]]] = {}   # an index version never changes: count once
 

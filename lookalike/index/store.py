@@ -46,9 +46,12 @@ def _pid_alive(pid: int) -> bool:
 
 def recover(target: Path) -> None:
     """Undo a swap interrupted between its two renames, and remove leftovers of dead writers.
-    Does nothing while a writer holds the lock (its swap is not interrupted, only under way)."""
+    Does nothing while a writer holds the lock (its swap is not interrupted, only under way), nor when there
+    are no leftovers: then it makes no lock file either (opening a missing index must leave nothing behind)."""
     lock = target.parent / f".{target.name}.lock"
     if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        return
+    if not any(target.parent.glob(f".{target.name}.old-*")) and not any(target.parent.glob(f".{target.name}.tmp-*")):
         return
     with open(lock, "a") as fh:
         try:
@@ -77,8 +80,15 @@ def _recover_locked(target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def resolved(target: Path) -> Path:
+    """`target` with symbolic links resolved: writing through `current.idx -> catalog-v1.idx` locks and swaps
+    catalog-v1.idx, and the link keeps pointing at it (never replaced by a real folder)."""
+    return Path(os.path.realpath(target))
+
+
 @contextlib.contextmanager
 def write_lock(target: Path) -> Iterator[None]:
+    target = resolved(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -103,7 +113,7 @@ def replaceable(target: Path, kind: tuple = INDEX) -> Path:
 def write_atomically(target: Path, fill: Callable[[Path], None], kind: tuple = INDEX) -> None:
     """Call `fill(tmpdir)` to write a complete folder of `kind` (an index by default), then put it in place of
     `target`. The caller holds `write_lock(target)`."""
-    target = Path(target).absolute()
+    target = resolved(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover_locked(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
@@ -153,12 +163,101 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, attempts: int = 20
+                 ) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and the bytes of the files `names` of ONE version of the index at `folder`: all are read
+    through one handle on the directory, so a writer's swap between two reads cannot mix versions (each version's
+    folder is immutable once in place). When the version is swapped out and removed mid-read, the read starts
+    again on the new one (up to `attempts` times). Each file's size (and, with `verify`, checksum) must match the
+    manifest's record of it."""
+    folder = Path(folder)
+    for attempt in range(attempts):
+        recover(resolved(folder))
+        try:
+            handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            if attempt + 1 < attempts and any(folder.parent.glob(f".{folder.name}.old-*")):
+                continue            # between the two renames of a swap
+            raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)") from None
+        except NotADirectoryError:
+            raise IndexStoreError(f"{folder}: not an index (a file, not a folder)") from None
+        except OSError as exc:
+            raise IndexStoreError(f"{folder}: cannot open ({exc.strerror})") from None
+        try:
+            manifest = _check_manifest(folder, json.loads(_read_at(handle, MANIFEST, folder)), verify=False)
+            data = {name: _read_at(handle, name, folder) for name in names}
+            _check_files(folder, manifest, data, verify)
+            for name, expected in manifest.get("files", {}).items():    # the files not read now are there too
+                if name not in data:
+                    if verify:
+                        _check_files(folder, manifest, {name: _read_at(handle, name, folder)}, True)
+                    elif os.stat(name, dir_fd=handle).st_size != expected["bytes"]:
+                        raise IndexStoreError(f"{folder}: {name} has the wrong size (damaged); rebuild the index")
+            return manifest, data
+        except FileNotFoundError as exc:
+            if attempt + 1 < attempts and _moved(handle, folder):
+                continue            # this version was replaced and removed while being read: read the new one
+            raise IndexStoreError(f"{folder}: {exc.filename or 'a file'} is missing; rebuild the index") from None
+        except json.JSONDecodeError as exc:
+            raise IndexStoreError(f"{folder / MANIFEST}: unreadable manifest ({exc})") from None
+        finally:
+            os.close(handle)
+    raise IndexStoreError(f"{folder}: the index kept changing while being read; try again")
+
+
+def _read_at(handle: int, name: str, folder: Path) -> bytes:
+    fd = os.open(name, os.O_RDONLY, dir_fd=handle)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _moved(handle: int, folder: Path) -> bool:
+    """True when `folder` is no longer the directory `handle` was opened on (a writer swapped a new version in)."""
+    try:
+        now = os.stat(folder)
+    except FileNotFoundError:
+        return True
+    then = os.fstat(handle)
+    return (now.st_dev, now.st_ino) != (then.st_dev, then.st_ino)
+
+
+def _check_manifest(folder: Path, manifest, verify: bool) -> dict:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexStoreError(f"{folder}: not a lookalike index (format "
+                              f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("version", 0) > VERSION:
+        raise IndexStoreError(f"{folder}: index format version {manifest['version']} is newer than this "
+                              f"lookalike reads ({VERSION}); upgrade lookalike")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, dict) and isinstance(v.get("bytes"), int)
+                                              for v in files.values()):
+        raise IndexStoreError(f"{folder / MANIFEST}: its list of files is damaged; rebuild the index")
+    return manifest
+
+
+def _check_files(folder: Path, manifest: dict, data: dict[str, bytes], verify: bool) -> None:
+    import hashlib
+
+    for name, content in data.items():
+        expected = manifest["files"].get(name)
+        if expected is None:
+            raise IndexStoreError(f"{folder}: the manifest does not list {name}; rebuild the index")
+        if len(content) != expected["bytes"]:
+            raise IndexStoreError(f"{folder}: {name} has the wrong size (damaged); rebuild the index")
+        if verify and hashlib.sha256(content).hexdigest() != expected.get("sha256"):
+            raise IndexStoreError(f"{folder}: {name} fails its checksum (damaged); rebuild the index")
+
+
 def read_manifest(folder: Path, verify: bool = False) -> dict:
     folder = Path(folder)
-    recover(folder.absolute())
+    recover(resolved(folder))
     if not folder.is_dir():
         raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)")
     manifest = read_manifest_json(folder / MANIFEST, IndexStoreError, "lookalike index", FORMAT)
+    _check_manifest(folder, manifest, verify)
     if manifest.get("version", 0) > VERSION:
         raise IndexStoreError(f"{folder}: index format version {manifest['version']} is newer than this "
                               f"lookalike reads ({VERSION}); upgrade lookalike")
