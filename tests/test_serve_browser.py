@@ -191,6 +191,18 @@ def test_keyboard_opens_results(server, page):
     wait_until(page, f"location.hash === '#id={first}'")
 
 
+#: Pairs of box labels on the shop-the-look photo that cover each other.
+TAGS_OVERLAP = """() => {
+  const r = [...document.querySelectorAll('#look .box span')].map(t => [t.textContent, t.getBoundingClientRect()]);
+  const out = [];
+  for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) {
+    const [a, b] = [r[i][1], r[j][1]];
+    if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) out.push([r[i][0], r[j][0]]);
+  }
+  return out;
+}"""
+
+
 def test_shop_the_look_view_draws_boxes(server, screen, tmp_path):
     from conftest import SHARED, need_shared
     from lookalike.look.parser import SHIPPED
@@ -212,7 +224,18 @@ def test_shop_the_look_view_draws_boxes(server, screen, tmp_path):
     assert "garment" in page.inner_text("#status")
     assert_fits(page, "shop the look")
     assert page.evaluate(BROKEN) == []
+    assert page.evaluate(TAGS_OVERLAP) == []
     shot(page, f"{page.name}-shop-the-look")
+    # a photo with a bag, a top and a dress starting close together: labels apart, and the bag gets a note
+    with tarfile.open(SHARED / "data" / "clothing-co-parsing" / "ccp.tar.gz") as tar:
+        (tmp_path / "bag.jpg").write_bytes(tar.extractfile("photos/0005.jpg").read())
+    page.set_input_files("#file", str(tmp_path / "bag.jpg"))
+    wait_until(page, "[...document.querySelectorAll('#look .box span')].some(t => t.textContent === 'bag')")
+    wait_until(page, "document.querySelector('#look .garment .note') !== null")
+    assert page.inner_text("#look .garment .note") == "No bags in this catalog"
+    assert page.evaluate(TAGS_OVERLAP) == []
+    assert_fits(page, "shop the look with a bag")
+    shot(page, f"{page.name}-shop-the-look-bag")
 
 
 def test_layout_fits_the_screen_in_every_state(server, screen, tmp_path):

@@ -282,7 +282,7 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         return send(schemas.LookResponse(
             image=image.filename, size=list(result.size), full_shot=result.full_shot, took_ms=round(result.seconds * 1000, 1),
             garments=[schemas.Garment(kind=g.kind, box=list(g.box), score=g.score, attributes=g.attributes,
-                                      results=[product(r) for r in g.results]) for g in result.garments]))
+                                      results=[product(r) for r in g.results], note=g.note) for g in result.garments]))
 
     @app.get("/api/products/random", response_model=schemas.Product, tags=["catalog"])
     def random_product(request: Request):

@@ -59,8 +59,10 @@ class Garment(BaseModel):
     kind: str = Field(description="top, bottom, one-piece, footwear, bag; product when the photo shows no person")
     box: list[int] = Field(description="x0, y0, x1, y1 in pixels of the photo as displayed (after EXIF rotation)")
     score: float
-    attributes: dict[str, dict] = Field(default_factory=dict, description="head -> {label, p}")
+    attributes: dict[str, dict] = Field(default_factory=dict, description="head -> {label, p}: only labels the model "
+                                        "is confident of (p >= 0.5); gender is the person's")
     results: list[Product]
+    note: Optional[str] = Field(None, description="why there are no results, e.g. 'no bags in this catalog'")
 
 
 class LookResponse(BaseModel):

@@ -6,6 +6,7 @@ const state = { query: null, filters: {}, facets: {}, heads: [], kindColumn: nul
 const NAME_COLUMNS = ["productDisplayName", "name", "title"];
 const KIND_COLUMNS = ["articleType", "class", "subCategory", "category"];
 const COLOUR_COLUMNS = ["baseColour", "colour", "color"];
+const CONFIDENT = 0.5;     // as lookalike.models.base.CONFIDENT
 const CHIPS_SHOWN = 10;
 
 function pick(meta, columns) {
@@ -193,12 +194,33 @@ function renderLook(data, url) {
     grid.className = "grid";
     grid.replaceChildren(...g.results.map(card));
     section.append(head, grid);
+    if (!g.results.length && g.note) {
+      const note = document.createElement("p");
+      note.className = "note";
+      note.textContent = g.note.charAt(0).toUpperCase() + g.note.slice(1);
+      section.append(note);
+    }
     rows.append(section);
   }
   box.replaceChildren(photo, rows);
+  requestAnimationFrame(() => separateTags(photo));
   const n = data.garments.filter((g) => g.kind !== "product").length;
   setStatus(n ? `${n} garment${n > 1 ? "s" : ""} found${data.full_shot ? " · full shot" : ""} · ${data.took_ms.toFixed(0)} ms`
     : `No person found: searched the whole photo · ${data.took_ms.toFixed(0)} ms`);
+}
+
+// Boxes that touch put their labels on top of each other (a dress and the top inside it start at the same
+// corner): a label that would cover an earlier one moves to its box's bottom corner, then along its edge.
+function separateTags(photo) {
+  const placed = [];
+  const hits = (r) => placed.some((p) => r.left < p.right && p.left < r.right && r.top < p.bottom && p.top < r.bottom);
+  for (const tag of photo.querySelectorAll(".box span")) {
+    if (hits(tag.getBoundingClientRect())) tag.classList.add("below");
+    for (let step = 0; step < 8 && hits(tag.getBoundingClientRect()); step++) {
+      tag.style.left = `${tag.offsetLeft + tag.offsetWidth + 4}px`;
+    }
+    placed.push(tag.getBoundingClientRect());
+  }
 }
 
 async function lookByFile(file, url) {
@@ -247,7 +269,10 @@ async function classify(file) {
     form.append("image", file, file.name || "photo.jpg");
     const data = await api("/api/classify?top=1", { method: "POST", body: form });
     const attrs = {};
-    for (const [head, labels] of Object.entries(data.attributes)) attrs[head] = `${labels[0].label} (${Math.round(labels[0].p * 100)}%)`;
+    // only what the model is confident of: a wrong confident label ("Watches" for a skirt) is worse than none
+    for (const [head, labels] of Object.entries(data.attributes)) {
+      if (labels[0].p >= CONFIDENT) attrs[head] = `${labels[0].label} (${Math.round(labels[0].p * 100)}%)`;
+    }
     if (state.query && state.query.file === file) showQuery($("query-image").src, file.name || "your photo", attrs);
   } catch (err) { /* predictions are a bonus: search results are already shown */ }
 }
