@@ -8,13 +8,14 @@ problems are collected in `Catalog.problems` and the good rows go on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CatalogError
+from .errors import CatalogError, listed
 from .images import is_image_file
 
 #: Header of the Kaggle "Fashion Product Images" styles.csv.
@@ -43,6 +44,9 @@ class CatalogProblems:
     bad_rows: list[str] = field(default_factory=list)
     #: Files in the photo folder of a type lookalike does not read (`notes.txt`, `logo.svg`), relative to it.
     unread_files: list[str] = field(default_factory=list)
+    #: Sub-folders of the photo folder that cannot be listed (no permission), relative to it: their photos are
+    #: missing from the catalog, which the user must hear about.
+    unreadable_folders: list[str] = field(default_factory=list)
     #: Whether `images_without_row` are in the catalog (with empty metadata) or were left out (`require_metadata`).
     images_without_row_kept: bool = True
 
@@ -62,6 +66,10 @@ class CatalogProblems:
             n = len(self.unread_files)
             out.append(f"skipped {n} file{'s' if n != 1 else ''} of a type lookalike does not read: "
                        f"{_sample(self.unread_files)}")
+        if self.unreadable_folders:
+            n = len(self.unreadable_folders)
+            out.append(f"skipped {n} folder{'s' if n != 1 else ''} that cannot be read: "
+                       f"{_sample(self.unreadable_folders)}")
         return out
 
 
@@ -149,13 +157,21 @@ def _row_paths(rows: dict[str, dict[str, str | None]], image_col: str, bases: li
 def scan_folder(folder: Path, problems: CatalogProblems, ignore: set[Path] = frozenset()) -> dict[str, Path]:
     """Image files below `folder` by id (file name without extension), in a stable order. Other files are
     listed in `problems.unread_files` (a `.svg` or `.tiff` a user expected to be indexed should not vanish
-    silently); hidden files and folders and the files in `ignore` (the metadata CSV) are passed over."""
+    silently), as are sub-folders that cannot be read (`problems.unreadable_folders`); hidden files and folders
+    and the files in `ignore` (the metadata CSV) are passed over."""
     if not folder.is_dir():
         raise CatalogError(f"{folder}: not a folder of photos")
     ignored = {p.resolve() for p in ignore}
     ignored_names = {p.name for p in ignored}
     found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        if where == folder:
+            raise CatalogError(f"{folder}: cannot read the folder ({exc.strerror or exc})")
+        problems.unreadable_folders.append(str(where.relative_to(folder)))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             path = Path(dirpath) / name
@@ -176,28 +192,34 @@ def read_metadata(path: Path, problems: CatalogProblems, *, id_column: str | Non
                   image_column: str | None = None) -> tuple[list[str], dict[str, dict[str, str | None]], str | None]:
     """Rows of a metadata CSV by id. Returns (columns without the id column, rows, image column or None)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        raw = path.read_bytes()
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read metadata ({exc.strerror or exc})") from None
+    _check_utf8(path, raw[:4096])
+    text = raw.decode("utf-8-sig", errors="replace")
     lines = text.splitlines()
     if not lines or not lines[0].strip():
         raise CatalogError(f"{path}: empty metadata file")
-    header = next(csv.reader([lines[0]]))
+    try:
+        header = next(csv.reader([lines[0]]))
+    except csv.Error as exc:
+        raise CatalogError(f"{path}: cannot read its header line ({exc})") from None
     header = [h.strip() for h in header]
     kaggle = header == KAGGLE_COLUMNS
     id_col = id_column or next((h for h in header if h.lower() in ID_COLUMNS), None)
     if id_column and id_column not in header:
-        raise CatalogError(f"no id column {id_column!r} in {path}; its columns are {', '.join(header)}")
+        raise CatalogError(f"no id column {id_column!r} in {path}; its columns are {listed(header)}")
     if id_col is None:
         raise CatalogError(f"no id column in {path} (looked for {', '.join(ID_COLUMNS)}); name it with "
-                           f"--id-column; its columns are {', '.join(header)}")
+                           f"--id-column; its columns are {listed(header)}")
     img_col = image_column or next((h for h in header if h.lower() in IMAGE_COLUMNS), None)
     if image_column and image_column not in header:
-        raise CatalogError(f"{path}: no image column {image_column!r}; columns are {', '.join(header)}")
+        raise CatalogError(f"{path}: no image column {image_column!r}; columns are {listed(header)}")
     id_pos = header.index(id_col)
-    records = _split_kaggle(lines[1:], len(header)) if kaggle else csv.reader(io.StringIO("\n".join(lines[1:])))
+    records = (enumerate(_split_kaggle(lines[1:], len(header)), start=2) if kaggle
+               else _csv_records(lines[1:], problems))
     rows: dict[str, dict[str, str | None]] = {}
-    for lineno, fields in enumerate(records, start=2):
+    for lineno, fields in records:
         if not fields or all(not f.strip() for f in fields):
             continue
         if len(fields) != len(header):
@@ -212,6 +234,44 @@ def read_metadata(path: Path, problems: CatalogProblems, *, id_column: str | Non
             continue
         rows[pid] = {h: _value(v) for h, v in zip(header, fields) if h != id_col}
     return [h for h in header if h != id_col], rows, img_col
+
+
+def _check_utf8(path: Path, head: bytes) -> None:
+    """Refuse a metadata file that is not UTF-8 text, judged by its first bytes: a UTF-16 CSV (Excel's "Unicode
+    text") or a photo given as --metadata would otherwise be read as one line of garbage and reported as having
+    "no id column", with its bytes printed as the column names."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            b"\0" in head and (head[1::2].count(0) > len(head) // 4 or head[0::2].count(0) > len(head) // 4)):
+        raise CatalogError(f"{path} is not a UTF-8 CSV (looks like UTF-16): save it as CSV UTF-8")
+    if b"\0" in head:
+        raise CatalogError(f"{path} is not a UTF-8 CSV (looks like binary: a photo, a spreadsheet or an archive?)")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 4 KB is fine
+    except UnicodeDecodeError as exc:
+        kind = "binary" if any(b < 32 and b not in b"\t\n\r\f" for b in head) else "text in another encoding"
+        raise CatalogError(f"{path} is not a UTF-8 CSV (looks like {kind}: byte 0x{head[exc.start]:02x} at "
+                           f"offset {exc.start}); save it as CSV UTF-8") from None
+
+
+def _csv_records(lines: list[str], problems: CatalogProblems):
+    """(line number, fields) of each record after the header. A record the csv module cannot read (a field over
+    its limit of 131,072 characters: an unclosed quote swallowing the lines after it) is listed in
+    `problems.bad_rows` with its line number, and reading goes on after it."""
+    reader = csv.reader(io.StringIO("\n".join(lines)))
+    while True:
+        start = reader.line_num + 2
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = (f"a field over {csv.field_size_limit():,} characters (an unclosed quote?)"
+                      if "field limit" in str(exc) else str(exc))
+            problems.bad_rows.append(f"line {start}: {reason}")
+            if reader.line_num + 2 == start:
+                return          # nothing was consumed: reading on would raise the same error forever
+            continue
+        yield start, fields
 
 
 def _value(raw: str) -> str | None:

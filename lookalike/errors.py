@@ -27,3 +27,12 @@ class FilterError(LookalikeError):
 
 class NotFoundError(LookalikeError):
     """A product id is not in the index."""
+
+
+def listed(names, limit: int = 10) -> str:
+    """Names for an error message: the first `limit`, then how many there are in all. A CSV read with the wrong
+    delimiter or a binary file can have a million "columns": listing them all made an 11 MB error."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names):,} in all)"

@@ -145,6 +145,8 @@ def _reduced(img: Image.Image, draft_size: tuple[int, int] | None) -> Image.Imag
 
 def _upright(img: Image.Image) -> Image.Image:
     try:
+        if img.getexif().get(0x0112, 1) == 1:     # already upright: no copy (80 MB for a 20-megapixel RGBA)
+            return img
         return ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose the picture
         return img
@@ -225,10 +227,23 @@ def fit(img: Image.Image, size: tuple[int, int], policy: str = "pad", resample: 
     return canvas
 
 
-def sniff_format(data: bytes) -> str | None:
-    """The image format Pillow recognises in `data` (e.g. "JPEG"), without decoding pixels; None if none."""
+def image_header(data: bytes, name: str = "<upload>") -> tuple[str, tuple[int, int]] | None:
+    """The format (e.g. "JPEG") and size (width, height) that Pillow reads in the header of `data`, without
+    decoding pixels (an upload's pixel budget is checked on this, before any memory is spent); None if it is not
+    an image. A header declaring so many pixels that Pillow's own guard refuses to open it is an `ImageError`
+    ("too many pixels"), not None: a decompression bomb is an image too large, not a file of the wrong type."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return img.format
+            return img.format, img.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: too many pixels (its header declares over "
+                         f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,}): refused as a decompression bomb") from None
     except Exception:
         return None
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format Pillow recognises in `data` (e.g. "JPEG"), without decoding pixels; None if none.
+    A decompression bomb raises `ImageError` (see `image_header`)."""
+    header = image_header(data)
+    return header[0] if header else None

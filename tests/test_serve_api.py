@@ -284,3 +284,142 @@ def test_serve_logs_each_request_once(index_path):
     assert len(requests) == 2, stderr
     assert re.search(r"GET /api/health 200 \d+\.\d ms$", requests[0]) and "Secret" not in stderr
     assert re.search(r"GET /api/products/ghost 404 \d+\.\d ms$", requests[1])
+
+
+def chunks(data: bytes, size: int = 1 << 16):
+    """A body httpx sends chunked: a generator has no Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def multipart(*parts: tuple[str, str, bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body of (field, file name, content) parts, and its Content-Type."""
+    boundary = "lookalike-test-boundary"
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                    f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+                    for field, name, content in parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_an_oversized_chunked_upload_gets_413(client):
+    body, kind = multipart(("image", "big.jpg", b"\xff\xd8" + b"0" * (2 << 20)))
+    response = client.post("/api/search", content=chunks(body), headers={"Content-Type": kind})
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413 and "upload too large" in response.json()["detail"], response.text
+    small, kind = multipart(("image", "hat.jpg", photo("hat", 3).read_bytes()))
+    fine = client.post("/api/search?k=1", content=chunks(small, 4096), headers={"Content-Type": kind})
+    assert fine.status_code == 200 and fine.json()["results"][0]["id"] == photo("hat", 3).stem
+
+
+@pytest.mark.parametrize("route", ["/api/search", "/api/classify", "/api/look", "/api/admin/products"])
+def test_two_photos_in_the_image_field_are_refused(client, route):
+    files = [("image", ("a.jpg", photo("hat").read_bytes(), "image/jpeg")),
+             ("image", ("b.jpg", photo("shoes").read_bytes(), "image/jpeg"))]
+    response = client.post(route, files=files, data={"id": "two"}, headers={"X-API-Key": KEY})
+    assert response.status_code == 400 and response.json()["detail"] == "send one photo in the image field"
+
+
+def png(size: tuple[int, int], mode: str) -> bytes:
+    """A PNG of `size` (width, height) in `mode` (I;16 or RGBA): all zeros, so a 49-megapixel one is 95 KB."""
+    import numpy as np
+
+    width, height = size
+    shape, dtype = {"I;16": ((height, width), np.uint16), "RGBA": ((height, width, 4), np.uint8)}[mode]
+    img = Image.fromarray(np.zeros(shape, dtype))
+    assert img.mode == mode
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_upload_pixel_budget_is_checked_from_the_header(client):
+    big = client.post("/api/search", files={"image": ("deep.png", png((7000, 7000), "I;16"), "image/png")})
+    assert big.status_code == 422
+    assert big.json()["detail"] == "deep.png: 7000x7000 pixels is over the limit of 25,000,000 for an upload"
+    # a decompression bomb: a header declaring 400 megapixels, which Pillow refuses to open
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    bomb = client.post("/api/search", files={"image": ("bomb.png", buf.getvalue(), "image/png")})
+    assert bomb.status_code == 422 and "too many pixels" in bomb.json()["detail"], bomb.text
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory (VmRSS) or its peak so far (VmHWM), in MB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak(pid: int) -> None:
+    """Start a process's VmHWM afresh from its current RSS (Linux 4.0+), so a peak measures what came after; an
+    older kernel keeps the start-up peak, which only makes the bounds below looser."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads memory use from /proc (Linux)")
+def test_large_uploads_cost_the_server_little_memory(index_path):
+    """The fault probe's attack on a running server: four concurrent 95 KB uploads declaring 7000x7000 16-bit
+    pixels (1.3 GB each to decode) are refused from their headers; a 20-megapixel RGBA photo, under the budget,
+    is decoded and searched at a bounded cost."""
+    import threading
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-c", "from lookalike.cli import main; main()", "serve",
+                               str(index_path), "--port", str(port)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert httpx.get(f"{url}/api/health").status_code == 200
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.2)
+        hat = photo("hat")
+        assert httpx.post(f"{url}/api/search?k=1", files=upload(hat), timeout=60).status_code == 200  # warm
+        idle = rss_mb(server.pid)
+        reset_peak(server.pid)
+        deep = png((7000, 7000), "I;16")
+        answers: list = []
+
+        def send_deep():
+            answers.append(httpx.post(f"{url}/api/search", files={"image": ("deep.png", deep, "image/png")},
+                                      timeout=60))
+
+        threads = [threading.Thread(target=send_deep) for _ in range(4)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - start
+        assert [a.status_code for a in answers] == [422] * 4, [a.text for a in answers]
+        assert all("over the limit of 25,000,000" in a.json()["detail"] for a in answers)
+        assert took < 10, f"four refusals took {took:.1f} s"
+        peak = rss_mb(server.pid, "VmHWM")
+        # measured: +0.3 MB; decoded as before the pixel budget, the four raise the peak by 1 GB (5 GB without
+        # the decoding semaphore and the 16-bit conversion without float64)
+        assert peak < idle + 150, f"idle {idle:.0f} MB, peak {peak:.0f} MB after four refused uploads"
+        rgba = png((5000, 4000), "RGBA")
+        reset_peak(server.pid)
+        ok = httpx.post(f"{url}/api/search?k=3", files={"image": ("rgba.png", rgba, "image/png")}, timeout=120)
+        assert ok.status_code == 200 and len(ok.json()["results"]) == 3, ok.text
+        cost = rss_mb(server.pid, "VmHWM") - idle
+        # 20 megapixels of RGBA are 80 MB decoded, reduced in their own mode before RGB conversion: measured +230 MB
+        assert cost < 350, f"a 20-megapixel RGBA upload raised the peak by {cost:.0f} MB over idle ({idle:.0f} MB)"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise

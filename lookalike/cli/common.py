@@ -18,14 +18,15 @@ err = Console(stderr=True)          # progress, summaries and errors: stderr
 
 
 def cli_errors(func):
-    """User errors become one red line and exit code 2 (no traceback); Ctrl-C exits 130."""
+    """User errors become one red line and exit code 2 (no traceback); Ctrl-C exits 130. One line as written
+    (soft_wrap: the terminal folds it, rich does not break it), so a path in it can be copied and a log grepped."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except LookalikeError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted; nothing was changed[/]")

@@ -23,7 +23,8 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           metadata: Optional[Path] = typer.Option(None, "--metadata", help="labels CSV (any subset of columns)"),
           out_dir: Path = typer.Option(..., "--out", "-o", help="model folder to write"),
           label: Optional[List[str]] = typer.Option(None, "--label", help="label columns (default: the known ones present)"),
-          init: Optional[str] = typer.Option(None, help="start from a model: 'default' or a folder trained by lookalike"),
+          init: Optional[str] = typer.Option(None, help="start from a model: 'default', a folder trained by lookalike, or ImageNet weights: "
+                                        "efficientnet-lite0, efficientnet-lite1, efficientnet-lite2"),
           teacher: Optional[Path] = typer.Option(None, help="teacher features to distil (.npy + .ids.txt from `lookalike embed`)"),
           backgrounds: Optional[Path] = typer.Option(None, help="folder of scene photos pasted behind products"),
           extra: Optional[Path] = typer.Option(None, help="photos of a second domain (e.g. garment crops of real photos)"),
@@ -44,6 +45,10 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           widths: Optional[str] = typer.Option(None, help="channels per stage, e.g. 32,64,128,384 (default: those of "
                                                "--init, else 32,64,128,256); with --init, added channels start "
                                                "unused, so the network first computes the same function"),
+          size: Optional[str] = typer.Option(None, help="input WIDTHxHEIGHT (default: 64x80, or 128x160 from an "
+                                             "ImageNet backbone; a fine-tune keeps its --init's)"),
+          frozen: int = typer.Option(6, min=0, max=16, help="with an EfficientNet backbone: leading blocks kept as "
+                                     "ImageNet trained them (0: train all)"),
           max_minutes: Optional[float] = typer.Option(None, help="stop training after this long"),
           quantize: str = typer.Option("auto", help="auto, int8 or float32"),
           seed: int = typer.Option(0), name: Optional[str] = typer.Option(None, help="model name (default: folder name)")):
@@ -57,7 +62,8 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     if heads_only:
         return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
                            name, quantize, command, features, hidden, blend)
-    config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed,
+    dims = dict(zip(("width", "height"), _size(size))) if size else {}
+    config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed, frozen=frozen, **dims,
                          max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_stages(blocks, "--blocks", "1,1,2,2", 1),
                          widths=_stages(widths, "--widths", "32,64,128,384", 8))
     with RichProgress(err) as progress:
@@ -104,6 +110,17 @@ def _cell(prediction) -> str:
     if not prediction.confident:
         return f"[dim]unsure ({prediction.confidence:.2f})[/]"
     return f"{prediction.label} ({prediction.confidence:.2f})"
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'128x160' -> (128, 160)."""
+    try:
+        w, h = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise LookalikeError(f"--size {text!r}: give WIDTHxHEIGHT, e.g. 128x160") from None
+    if not (16 <= w <= 1024 and 16 <= h <= 1024):
+        raise LookalikeError(f"--size {text!r}: each side between 16 and 1024 pixels")
+    return w, h
 
 
 def _stages(text: Optional[str], option: str, example: str, least: int) -> Optional[tuple]:

@@ -12,16 +12,18 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..catalog import Catalog, CatalogProblems, Product
-from ..errors import FilterError, IndexStoreError, LookalikeError, ModelError, NotFoundError
+from ..errors import FilterError, IndexStoreError, LookalikeError, ModelError, NotFoundError, listed
 from ..images import ImageSource
 from ..models import Embedder, load_model
+from ..models.registry import shipped_models
 from ..models.base import Prediction, predictions_for
 from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import metadata as md
-from .store import read_manifest, read_version, replaceable, write_atomically, write_lock, write_manifest
+from .store import (read_manifest, read_version, replaceable, writable_folder, write_atomically, write_lock,
+                    write_manifest)
 
 VECTORS, FAISS = "vectors.npy", "index.faiss"
 INDEX_TYPES = ("flat", "hnsw")
@@ -150,7 +152,12 @@ class Index:
         if self._model is None:
             recorded = self.manifest["model"]
             try:
-                self._model = self._check_model(load_model(recorded.get("source") or recorded["name"]))
+                source = recorded.get("source") or recorded["name"]
+                if source == "default" and recorded["name"] in shipped_models():
+                    # built with a default that a newer one replaced, and that still ships by its name
+                    probe = load_model("default")
+                    source = source if probe.id == recorded["id"] else recorded["name"]
+                self._model = self._check_model(load_model(source))
             except ModelError as exc:
                 raise ModelError(f"this index was built with model {recorded['name']!r} ({recorded['id']}), "
                                  f"which cannot be loaded here: {exc}") from None
@@ -286,7 +293,7 @@ class Index:
         unknown = [c for c in columns if c not in self.columns]
         if unknown:
             raise FilterError(f"cannot keep the same {', '.join(map(repr, unknown))}: not a column of this index "
-                              f"(columns: {', '.join(self.columns) or 'none'})")
+                              f"(columns: {listed(self.columns) or 'none'})")
 
     def agreement(self, agree: "Agreement | bool | Sequence[str] | None") -> tuple[Agreement | None, list[str]]:
         """The re-ranking settings for `agree` and the columns of this index it applies to. The default
@@ -296,7 +303,7 @@ class Index:
         if agreement and agree is not True and agree is not None and len(columns) < len(agreement.columns):
             missing = [c for c in agreement.columns if c not in self.columns]
             raise FilterError(f"cannot re-rank by {', '.join(map(repr, missing))}: not a column of this index "
-                              f"(columns: {', '.join(self.columns) or 'none'})")
+                              f"(columns: {listed(self.columns) or 'none'})")
         return agreement, columns
 
     def warm(self) -> "Index":
@@ -336,11 +343,11 @@ class Index:
         columns = list(heads) if columns is None else list(columns)
         if not columns:
             raise ModelError(f"model {self.model.name!r} has no attribute heads: name the index columns to predict "
-                             f"(columns: {', '.join(self.columns) or 'none'})")
+                             f"(columns: {listed(self.columns) or 'none'})")
         unknown = [c for c in columns if c not in self.columns and c not in heads]
         if unknown:
             raise FilterError(f"cannot predict {', '.join(map(repr, unknown))}: neither a column of this index "
-                              f"({', '.join(self.columns) or 'none'}) nor a head of the model")
+                              f"({listed(self.columns) or 'none'}) nor a head of the model")
         agreement = CLASSIFY
         vec, row, probs = self._query_vector(image, with_heads=True)
         hits = top_k(self.faiss, vec[None], agreement.voters, exclude=[{row} if row is not None else set()])[0]
@@ -490,10 +497,12 @@ class Index:
 
 def _check_target(out: Path, photos: str | Path | None, overwrite: bool) -> None:
     """Refuse an `out` that build would refuse at the end (an existing folder that is not an index, the photo
-    folder itself, an index without `overwrite`) before any work is done or any file (a lock) is made."""
+    folder itself, an index without `overwrite`, a folder it cannot write) before any work is done or any file
+    (a lock) is made."""
     if photos is not None and out.resolve() == Path(photos).resolve():
         raise IndexStoreError(f"{out} is the photo folder itself; write the index elsewhere (e.g. --out catalog.idx)")
     replaceable(out)
+    writable_folder(out)
     if out.exists() and not overwrite:
         raise IndexStoreError(f"{out} already exists: pass overwrite (--overwrite) to rebuild it, "
                               "or use `lookalike add` to add products")

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FilterError, IndexStoreError
+from ..errors import FilterError, IndexStoreError, listed
 
 FILE = "metadata.sqlite"
 RESERVED = ("row", "id", "path", "sha1")
@@ -107,9 +107,17 @@ class MetadataStore:
         self._facets: dict[str, list[tuple[str, int]]] = {}   # an index version never changes: count once
 
     def _query(self, sql: str, params=(), with_names: bool = False):
+        """Rows of `sql`. A damaged page past the header is only found when a query reads it: SQLite's "database
+        disk image is malformed" (a plain DatabaseError, not one of its subclasses for misuse) is the index's
+        damage, told in one line."""
         with self._lock:
-            cur = self._conn.execute(sql, params)
-            rows = cur.fetchall()
+            try:
+                cur = self._conn.execute(sql, params)
+                rows = cur.fetchall()
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:
+                    raise
+                raise IndexStoreError(f"{self.path}: {exc} (damaged); rebuild the index") from None
             return (rows, [d[0] for d in cur.description]) if with_names else rows
 
     def ids(self) -> list[str]:
@@ -148,7 +156,7 @@ class MetadataStore:
 
     def _check_column(self, name: str) -> None:
         if name not in self.columns:
-            known = ", ".join(self.columns) or "none: this index has no metadata"
+            known = listed(self.columns) or "none: this index has no metadata"
             raise FilterError(f"unknown column {name!r}; columns are: {known}")
 
     def rows_where(self, where: dict[str, list[str]]) -> np.ndarray:

@@ -6,7 +6,8 @@ kill at any moment leaves either the old index or the new one, never a mix:
 1. `.NAME.tmp-PID-XXXX/` is written and fsynced.
 2. The live `NAME/` is renamed to `.NAME.old-XXXX/`, the temporary one to `NAME/`, and the old one removed.
 
-If a crash falls between the two renames, `recover()` (run by every load and write) renames the old copy back.
+If a crash falls between the two renames, `recover()` (run by every load and write) renames the old copy back;
+a reader that may not write the parent folder cannot, and reads the old copy where it is (`stranded`).
 Writers hold an exclusive lock (`.NAME.lock`) so that two updates never race; readers never lock: each
 version of the directory is immutable once in place.
 """
@@ -80,6 +81,42 @@ def _recover_locked(target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def stranded(target: Path) -> Path | None:
+    """The newest `.NAME.old-*` copy of a missing `target` that `recover` could not rename back because this
+    process may not write the parent folder: a writer crashed between the two renames of a swap, and a reader
+    without write access (a server run as another user) finds the data there rather than "no such index". That
+    copy is the last complete version, immutable like any other. None when the parent is writable: then the
+    state is a swap under way (or just recovered), and the caller looks again."""
+    if os.access(target.parent, os.W_OK):
+        return None
+    olds = _siblings(target, "old")
+    return olds[-1] if olds else None
+
+
+def writable_folder(target: Path) -> None:
+    """Refuse, before any work, an index path whose folder cannot be made or written: a folder below a regular
+    file (`--out notes.txt/x.idx`) or a read-only one. Makes nothing (the writer's own steps make the folder)."""
+    folder = resolved(target).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise IndexStoreError(f"cannot write {target}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise IndexStoreError(f"cannot write {target}: the folder {folder} is read-only (for this user)")
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """OSErrors of a writer's own steps (making the folder, the lock, the temporary copy, the renames) as one
+    line naming the index: a folder made read-only or a disk filled meanwhile is the user's to fix."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            writable_folder(target)     # names the file in the way
+        raise IndexStoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
 def resolved(target: Path) -> Path:
     """`target` with symbolic links resolved: writing through `current.idx -> catalog-v1.idx` locks and swaps
     catalog-v1.idx, and the link keeps pointing at it (never replaced by a real folder)."""
@@ -89,8 +126,10 @@ def resolved(target: Path) -> Path:
 @contextlib.contextmanager
 def write_lock(target: Path) -> Iterator[None]:
     target = resolved(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "a") as fh:
+    with _writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(target.parent / f".{target.name}.lock", "a")
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -114,23 +153,25 @@ def write_atomically(target: Path, fill: Callable[[Path], None], kind: tuple = I
     """Call `fill(tmpdir)` to write a complete folder of `kind` (an index by default), then put it in place of
     `target`. The caller holds `write_lock(target)`."""
     target = resolved(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _recover_locked(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    with _writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _recover_locked(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; an index is as shareable as any folder
     try:
         fill(tmp)
-        _fsync_tree(tmp)
-        if replaceable(target, kind).exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
-            os.rename(target, old)
-            os.rename(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-        _fsync_dir(target.parent)
+        with _writing(target):
+            _fsync_tree(tmp)
+            if replaceable(target, kind).exists():
+                old = target.parent / f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}"
+                os.rename(target, old)
+                os.rename(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, target)
+            _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -169,20 +210,16 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
     through one handle on the directory, so a writer's swap between two reads cannot mix versions (each version's
     folder is immutable once in place). When the version is swapped out and removed mid-read, the read starts
     again on the new one (up to `attempts` times). Each file's size (and, with `verify`, checksum) must match the
-    manifest's record of it."""
+    manifest's record of it.
+
+    When `folder` is missing after a crash between the two renames of a swap, and this process may not write its
+    parent to put it back (see `recover`), the version read is the newest `.NAME.old-*` copy (`stranded`)."""
     folder = Path(folder)
     for attempt in range(attempts):
         recover(resolved(folder))
-        try:
-            handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            if attempt + 1 < attempts and any(folder.parent.glob(f".{folder.name}.old-*")):
-                continue            # between the two renames of a swap
-            raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)") from None
-        except NotADirectoryError:
-            raise IndexStoreError(f"{folder}: not an index (a file, not a folder)") from None
-        except OSError as exc:
-            raise IndexStoreError(f"{folder}: cannot open ({exc.strerror})") from None
+        handle = _open_version(folder, last=attempt + 1 == attempts)
+        if handle is None:
+            continue                # between the two renames of a swap
         try:
             manifest = _check_manifest(folder, json.loads(_read_at(handle, MANIFEST, folder)), verify=False)
             data = {name: _read_at(handle, name, folder) for name in names}
@@ -203,6 +240,27 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
         finally:
             os.close(handle)
     raise IndexStoreError(f"{folder}: the index kept changing while being read; try again")
+
+
+def _open_version(folder: Path, last: bool) -> int | None:
+    """A handle on the directory of `folder` (or of its stranded old copy); None to look again."""
+    try:
+        return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        target = resolved(folder)
+        old = stranded(target)
+        if old is not None:
+            try:
+                return os.open(old, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:   # a writer removed it after all (it had put a new version in place)
+                pass
+        if not last and any(target.parent.glob(f".{target.name}.old-*")):
+            return None
+        raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)") from None
+    except NotADirectoryError:
+        raise IndexStoreError(f"{folder}: not an index (a file, not a folder)") from None
+    except OSError as exc:
+        raise IndexStoreError(f"{folder}: cannot open ({exc.strerror})") from None
 
 
 def _read_at(handle: int, name: str, folder: Path) -> bytes:

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Product as CatalogProduct
 from ..errors import FilterError, ImageError, LookalikeError, ModelError, NotFoundError
-from ..images import load_image, sniff_format
+from ..images import image_header, load_image, sniff_format
 from ..search import Result
 from . import schemas
 from .state import IndexHolder
@@ -38,6 +38,9 @@ STATIC = Path(__file__).parent / "static"
 RESERVED_PARAMS = {"k", "exclude_self", "agree", "same"}
 FACET_LIMIT = 60       # columns with more distinct values than this are not offered as filter chips
 THUMB = 256
+#: Uploads over this many pixels are refused from their header, before decoding: a 95 KB PNG can declare
+#: 7000x7000 16-bit pixels (1.3 GB to decode). A 24-megapixel camera photo passes; the model needs far fewer.
+UPLOAD_MAX_PIXELS = 25_000_000
 SAME = Query([], description="only products with the query's value of this column (repeatable): a product's own, "
                               "an upload's predicted one; e.g. same=articleType searches the predicted article type")
 AGREE = Query(True, description="re-rank the nearest so that products agreeing with the query's likely "
@@ -54,7 +57,11 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options"
 
 
 class UploadLimit:
-    """ASGI middleware: refuse request bodies over `max_bytes` with 413 before they are parsed."""
+    """ASGI middleware: refuse request bodies over `max_bytes` with 413 before they are parsed.
+
+    A body sent without Content-Length (chunked) is counted as it arrives and cut off at the limit. The app sees
+    the cut as an error while parsing its form (FastAPI answers that with 400), so its answer is held back and
+    the client gets the 413 instead."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -65,19 +72,30 @@ class UploadLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._refuse(send)
-        seen = 0
+        seen, over, started = 0, False, False
 
         async def limited():
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                over = True
                 raise _TooLarge()
             return message
 
+        async def held(message):
+            nonlocal started
+            if over and not started:
+                return          # the app's answer to a body cut off at the limit: replaced by the 413 below
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+            await self.app(scope, limited, held)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
             await self._refuse(send)
 
     async def _refuse(self, send):
@@ -203,13 +221,22 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
                 where.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
         return where
 
-    async def read_upload(image: UploadFile) -> bytes:
+    async def read_upload(request: Request, image: UploadFile) -> bytes:
+        """The uploaded photo's bytes, once its header shows an image within `UPLOAD_MAX_PIXELS`. FastAPI would
+        silently take the last of several files sent in the `image` field, so more than one is refused."""
+        if len((await request.form()).getlist("image")) > 1:   # the form FastAPI parsed (starlette caches it)
+            raise HTTPException(400, "send one photo in the image field")
         data = await image.read()
+        name = image.filename or "upload"
         if not data:
             raise HTTPException(422, "the uploaded file is empty")
-        if sniff_format(data) is None:
-            raise HTTPException(415, f"{image.filename or 'upload'}: not an image type lookalike reads "
-                                     "(JPEG, PNG, WebP, BMP, GIF, ...)")
+        header = image_header(data, name)      # ImageError (422) for a decompression bomb
+        if header is None:
+            raise HTTPException(415, f"{name}: not an image type lookalike reads (JPEG, PNG, WebP, BMP, GIF, ...)")
+        width, height = header[1]
+        if width * height > UPLOAD_MAX_PIXELS:
+            raise HTTPException(422, f"{name}: {width}x{height} pixels is over the limit of {UPLOAD_MAX_PIXELS:,} "
+                                     "for an upload")
         return data
 
     errors = {404: {"model": schemas.Error}, 400: {"model": schemas.Error}}
@@ -246,7 +273,7 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     async def search_upload(request: Request, image: UploadFile = File(..., description="a photo"),
                             k: int = Query(12, ge=1, le=200), agree: bool = AGREE, same: List[str] = SAME):
         """Most similar products to an uploaded photo. Filters: metadata columns as query parameters."""
-        data = await read_upload(image)
+        data = await read_upload(request, image)
         where = filters(request)
         start = time.perf_counter()
         results = await run_in_threadpool(lambda: holder.index.search(data, k=k,
@@ -257,12 +284,12 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
 
     @app.post("/api/classify", response_model=schemas.ClassifyResponse, responses={**upload_errors, 409: {"model": schemas.Error}},
               tags=["search"])
-    async def classify(image: UploadFile = File(...), top: int = Query(3, ge=1, le=10),
+    async def classify(request: Request, image: UploadFile = File(...), top: int = Query(3, ge=1, le=10),
                        catalog: bool = Query(False, description="blend the model's prediction with the labels of the "
                                              "nearest catalog products, in the catalog's vocabulary (helps most in "
                                              "a large catalog)")):
         """Predicted attributes (category, colour, gender, ...) of an uploaded photo, when the model has heads."""
-        data = await read_upload(image)
+        data = await read_upload(request, image)
         start = time.perf_counter()
         if catalog:
             preds = [await run_in_threadpool(lambda: holder.index.classify(data, top=top))]
@@ -274,10 +301,11 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
             took_ms=round((time.perf_counter() - start) * 1000, 2))
 
     @app.post("/api/look", **documented(schemas.LookResponse, upload_errors), tags=["search"])
-    async def shop_the_look(image: UploadFile = File(..., description="a photo of a person wearing an outfit"),
+    async def shop_the_look(request: Request,
+                            image: UploadFile = File(..., description="a photo of a person wearing an outfit"),
                             k: int = Query(6, ge=1, le=50), gender: str = Query("soft", pattern="^(soft|strict|off)$")):
         """Shop the look: each garment in the photo (box, kind, attributes) with similar products of its kind."""
-        data = await read_upload(image)
+        data = await read_upload(request, image)
         result = await run_in_threadpool(lambda: holder.index.look(data, k=k, name=image.filename, gender_filter=gender))
         return send(schemas.LookResponse(
             image=image.filename, size=list(result.size), full_shot=result.full_shot, took_ms=round(result.seconds * 1000, 1),
@@ -353,7 +381,8 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     @app.post("/api/admin/products", status_code=201, response_model=schemas.Product, dependencies=[Depends(admin)],
               responses={**upload_errors, 401: {"model": schemas.Error}, 403: {"model": schemas.Error},
                          409: {"model": schemas.Error}}, tags=["admin"])
-    async def add_product(image: UploadFile = File(...), id: str = Form(..., description="the new product's id"),
+    async def add_product(request: Request, image: UploadFile = File(...),
+                          id: str = Form(..., description="the new product's id"),
                           metadata: str = Form("{}", description='JSON object of metadata, e.g. {"gender": "Women"}'),
                           replace: bool = Form(False)):
         """Add (or with `replace`, update) a product: its photo and metadata. Searchable when this returns."""
@@ -366,7 +395,7 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
             meta = {str(k): (None if v is None else str(v)) for k, v in meta.items()}
         except ValueError:
             raise HTTPException(400, "metadata must be a JSON object") from None
-        data = await read_upload(image)
+        data = await read_upload(request, image)
         load_image(data, name=image.filename)  # 422 now rather than a skipped product later
         uploads.mkdir(parents=True, exist_ok=True)
         fmt = (sniff_format(data) or "jpg").lower().replace("jpeg", "jpg")
@@ -422,7 +451,18 @@ def app_from_env() -> FastAPI:
 
 
 def api_key_from(env: str = "LOOKALIKE_API_KEY", file: str | Path | None = None) -> str | None:
+    """The admin key: the text of `file` (stripped) when given, else the environment variable `env`.
+    A key file that cannot be read is a one-line error, never a traceback at start-up."""
     if file:
-        key = Path(file).read_text().strip()
+        try:
+            key = Path(file).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise LookalikeError(f"{file}: no such API key file") from None
+        except IsADirectoryError:
+            raise LookalikeError(f"{file}: a folder, not an API key file") from None
+        except OSError as exc:
+            raise LookalikeError(f"{file}: cannot read the API key file ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise LookalikeError(f"{file}: the API key file is not UTF-8 text") from None
         return key or None
     return os.environ.get(env) or None
