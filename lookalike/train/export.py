@@ -16,7 +16,7 @@ from ..files import sha256_file
 from ..models.manifest import MANIFEST, EmbeddingSpec, HeadSpec, InputSpec, ModelManifest
 from ..models.onnx import OnnxEmbedder
 from .data import PAIR
-from .loop import MEAN, STD, TrainConfig
+from .loop import MEAN, STD, TrainConfig, input_norm
 from .net import FashionNet
 
 TRAINING_ONLY = {"+".join(PAIR)}
@@ -42,6 +42,7 @@ class _Public(torch.nn.Module):
 def export_onnx(net: FashionNet, path: Path, config: TrainConfig) -> list[str]:
     heads = exported_heads(net)
     module = _Public(net, heads).eval()
+    net = net.to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(2, 3, config.height, config.width)
     names = ["embedding", POOLED, *heads]
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact and dependency-free
@@ -94,10 +95,11 @@ def write_model(folder: Path, onnx_file: Path, name: str, config: TrainConfig, v
     if onnx_file.resolve() != target.resolve():
         shutil.copyfile(onnx_file, target)
     append = {h: w for h, w in APPEND_HEADS.items() if h in heads}
+    mean, std = input_norm(config)
     manifest = ModelManifest(
         name=name, sha256=sha256_file(target), dim=config.dim + sum(len(vocab[h]) for h in append),
         input=InputSpec(name="image", width=config.width, height=config.height, layout="NCHW", resize="pad",
-                        interpolation="bilinear", channels="RGB", scale=1 / 255, mean=list(MEAN), std=list(STD)),
+                        interpolation="bilinear", channels="RGB", scale=1 / 255, mean=mean, std=std),
         embedding=EmbeddingSpec(output="embedding", append_heads=append, append_power=APPEND_POWER if append else 1.0),
         heads={h: HeadSpec(output=h, labels=list(vocab[h])) for h in heads},
         card="CARD.md" if card else None)
@@ -140,12 +142,12 @@ def export_from_weights(folder: Path, dst: Path, calibration: np.ndarray) -> Non
     classes = {k.split(".")[1]: range(v.shape[0]) for k, v in weights.items()
                if k.startswith("heads.") and k.endswith(".proxies")}
     net = build_net(config, classes, teacher_dim=None)
-    net.load_state_dict(weights)
+    net.load_state_dict(weights, strict=config.backbone == "fashionnet")
     net.eval()
     with TemporaryDirectory() as tmp:
         plain = Path(tmp) / "float32.onnx"
         export_onnx(net, plain, config)
         if record.get("variant") == "int8":
-            quantize(plain, dst, calibration)
+            quantize(plain, dst, calibration, *input_norm(config))
         else:
             shutil.copyfile(plain, dst)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ..errors import LookalikeError
 from ..files import sha256_file
 from ..look.kinds import CLASSES, KINDS, Kinds
 from ..look.parser import HOLDOUTS, held_out
@@ -217,8 +218,12 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         log(f"pseudo: {extra} tagged photos from {pseudo}")
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
     if encoder is not None:
-        from . import _init_weights, init_blocks, init_widths
+        from . import _init_weights, _network_config, init_blocks, init_widths
 
+        backbone = _network_config(encoder).get("backbone", "fashionnet")
+        if backbone != "fashionnet":
+            raise LookalikeError(f"--encoder {encoder}: its network is {backbone}, and the parser's encoder is a "
+                                 "FashionNet for now; use --encoder fashion-v12 (the previous default, shipped)")
         net = ParserNet(fashion=True, blocks=init_blocks(encoder), widths=init_widths(encoder))
         log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
         inner = {id(p) for m in net.encoder() for p in m.parameters()}
