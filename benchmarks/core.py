@@ -123,6 +123,8 @@ def main() -> None:
         paths = [flat.get(pid).path for pid in flat.ids]
         if cache.exists() and (CACHE / "reference-fpi.ids.txt").read_text().split() == flat.ids:
             ref_vectors = np.load(cache)
+            _, secs = timed(ref.embed_paths, paths[:3000])       # its speed in this run, on 3,000 of the photos
+            results["reference_images_per_s"] = round(3000 / secs, 1)
         else:
             with RichProgress(console, transient=True) as progress:
                 progress.start(len(paths), "reference features")
@@ -148,7 +150,7 @@ def report(res: dict) -> None:
     t.add_column("target", justify="right")
     lat, sk = res["latency"], res["sklearn"]
     t.add_row("indexing, images/s (decode+embed+write)", f"{res['index']['images_per_s']:.0f}",
-              f"{res.get('reference_images_per_s', '-')} (reference CNN, embed only)", ">= 500")
+              f"{res.get('reference_images_per_s', '-')} (reference CNN, decode + embed)", ">= 250")
     t.add_row("search by id p50 / p95 ms (flat)", f"{lat['flat_by_id']['p50_ms']:.2f} / {lat['flat_by_id']['p95_ms']:.2f}",
               f"{sk['brute']['p50_ms']:.2f} / {sk['brute']['p95_ms']:.2f} (sklearn brute)", "p50 <= 2")
     t.add_row("single query p50 ms: FAISS flat vs sklearn KD-tree", f"{res['faiss_flat_raw']['p50_ms']:.2f}",

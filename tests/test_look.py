@@ -236,14 +236,14 @@ def test_blobs_of_a_garment_mask_and_stray_pixels():
 
 
 def test_parser_encoder_is_the_whole_default_network():
-    """`--encoder default` gives the parser the default model's whole backbone, extra residual blocks and channels
+    """`--encoder fashion-v12` gives the parser that FashionNet model's whole backbone, extra residual blocks and channels
     included: its encoder computes exactly the model's last feature map."""
     torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
     from lookalike.train import _init_weights, init_blocks, init_widths
     from lookalike.train.net import FashionNet
     from lookalike.train.parser import ParserNet
 
-    state, blocks, widths = _init_weights("default"), init_blocks("default"), init_widths("default")
+    state, blocks, widths = _init_weights("fashion-v12"), init_blocks("fashion-v12"), init_widths("fashion-v12")
     backbone = {k: v for k, v in state.items() if k.startswith(("stem.", "stages.", "more."))}
     parser = ParserNet(fashion=True, blocks=blocks, widths=widths).eval()
     assert parser.load_fashion(state) == len(backbone)
@@ -274,7 +274,7 @@ def test_training_a_parser_end_to_end(tmp_path):
         train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, weights={"dress": 2.0})
     with pytest.raises(ValueError, match="multiples of 32"):
         train_parser(tmp_path, CCP / "labels.json", tmp_path / "bad", epochs=1, size=(100, 150))
-    manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="default",
+    manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="fashion-v12",
                             weights={"one-piece": 3.5}, size=(96, 160), log=lambda m: None)
     assert (manifest["width"], manifest["height"]) == (96, 160)
     assert manifest["encoder"].endswith("(default)") and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
