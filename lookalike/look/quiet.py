@@ -19,6 +19,7 @@ import threading
 #: Lines of MediaPipe's native logging (TensorFlow Lite, absl's "W0000 hh:mm:ss..." format, glog-style notes).
 NOISE = re.compile(rb"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl::InitializeLog"
                    rb"|[IWE]\d{4} [\d:. ]+\d+ \w+\.cc:\d+\])")
+PREFIXES = (b"INFO: Created TensorFlow Lite", b"WARNING: All log messages before absl::InitializeLog")
 _installed = False
 _lock = threading.Lock()
 
@@ -44,6 +45,10 @@ def filter_native_logs() -> None:
 
 
 def _pump(read: int, original: int) -> None:
+    """Copy the pipe to the real stderr without MediaPipe's lines. It never stops before the pipe closes (a dead
+    pump would leave writers to fd 2 blocked once the pipe fills): output it cannot write is dropped. Text without
+    its newline yet goes through at once unless it may be the start of a noise line (a progress bar's '\\r' updates
+    are not held)."""
     pending = b""
     while True:
         chunk = os.read(read, 65536)
@@ -52,11 +57,24 @@ def _pump(read: int, original: int) -> None:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         kept = b"".join(line + b"\n" for line in lines if not NOISE.match(line))
-        if kept:
-            os.write(original, kept)
+        if pending and not _may_be_noise(pending):
+            kept, pending = kept + pending, b""
+        _write(original, kept)
     if pending and not NOISE.match(pending):
-        os.write(original, pending)
+        _write(original, pending)
     os.close(read)
+
+
+def _may_be_noise(start: bytes) -> bool:
+    return any(p.startswith(start[:len(p)]) for p in PREFIXES) or bool(re.match(rb"^[IWE]\d{0,4}( |$)", start[:6]))
+
+
+def _write(fd: int, data: bytes) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError:     # stderr closed or gone (a pipe to a finished `head`): drop it, keep draining the pipe
+        pass
 
 
 def _restore(original: int, thread: threading.Thread) -> None:

@@ -396,7 +396,7 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         except ValueError:
             raise HTTPException(400, "metadata must be a JSON object") from None
         data = await read_upload(request, image)
-        load_image(data, name=image.filename)  # 422 now rather than a skipped product later
+        await run_in_threadpool(load_image, data, image.filename)  # 422 now rather than a skipped product later
         uploads.mkdir(parents=True, exist_ok=True)
         fmt = (sniff_format(data) or "jpg").lower().replace("jpeg", "jpg")
         tmp = Path(tempfile.mkstemp(dir=uploads, suffix=f".{fmt}")[1])

@@ -173,9 +173,7 @@ class EfficientFashionNet(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         result = self.backbone.load_state_dict(state, strict=False)
         if self.distill:
-            import copy
-
-            self._imagenet = [copy.deepcopy(self.backbone).eval().requires_grad_(False)]
+            self._imagenet = [_frozen_imagenet(self.backbone.variant, state)]
         return list(result.missing_keys), list(result.unexpected_keys)
 
     def load_grown(self, init: dict) -> tuple[int, int]:
@@ -187,10 +185,8 @@ class EfficientFashionNet(nn.Module):
                 state[key] = value.clone()
                 copied += 1
         self.load_state_dict(state)
-        if self.distill and not self._imagenet:
-            import copy
-
-            self._imagenet = [copy.deepcopy(self.backbone).eval().requires_grad_(False)]
+        if self.distill and not self._imagenet:     # distil ImageNet's features, not the earlier fine-tune's
+            self._imagenet = [_frozen_imagenet(self.backbone.variant)]
         return copied, 0
 
     def train(self, mode: bool = True):
@@ -227,6 +223,14 @@ class EfficientFashionNet(nn.Module):
         pooled = self.features(x)
         emb = F.normalize(self.project(pooled), dim=1)
         return emb, {name: head(emb) for name, head in self.heads.items()}, pooled
+
+
+def _frozen_imagenet(variant: str, state: dict | None = None) -> EfficientNetLite:
+    """The ImageNet network of `variant` (its packaged weights, or `state`), frozen: the distillation target."""
+    net = EfficientNetLite(variant)
+    net._fc = None
+    net.load_state_dict({k: v for k, v in (state or imagenet_state(variant)).items() if not k.startswith("_fc.")})
+    return net.eval().requires_grad_(False)
 
 
 def variant_of(backbone: str) -> str:
