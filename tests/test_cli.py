@@ -223,3 +223,10 @@ def test_a_missing_id_column_names_the_option(tmp_path, demo_copy):
     result = flat(run("index", demo_copy, "--metadata", tmp_path / "meta.csv", "--out", tmp_path / "i.idx",
                       "--model", "classic", code=2))
     assert "no id column in" in result and "name it with --id-column" in result
+
+
+def test_an_error_naming_brackets_prints_them(tmp_path):
+    """Rich markup must not eat '[train]' or a file name with brackets from an error message."""
+    missing = tmp_path / "photos[1]"
+    result = run("classify", missing, code=2)
+    assert "photos[1]" in flat(result)

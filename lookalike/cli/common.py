@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import LookalikeError
@@ -26,7 +27,8 @@ def cli_errors(func):
         try:
             return func(*args, **kwargs)
         except LookalikeError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escaped: a message naming 'lookalike[train]' or a file 'a[1].jpg' is not read as markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted; nothing was changed[/]")

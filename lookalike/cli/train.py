@@ -53,19 +53,22 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           quantize: str = typer.Option("auto", help="auto, int8 or float32"),
           seed: int = typer.Option(0), name: Optional[str] = typer.Option(None, help="model name (default: folder name)")):
     """Train an embedding model with attribute heads on a catalog (CPU; needs the train extra)."""
-    from ..train import train as run
-    from ..train.loop import TrainConfig
-
     if quantize not in ("auto", "int8", "float32"):
         raise LookalikeError("--quantize is auto, int8 or float32")
+    # the options are checked before PyTorch is imported: a mistake is named even where the train extra is missing
+    dims = dict(zip(("width", "height"), _size(size))) if size else {}
+    stages = {"blocks": _stages(blocks, "--blocks", "1,1,2,2", 1), "widths": _stages(widths, "--widths", "32,64,128,384", 8)}
     command = "lookalike " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        from ..train import train as run
+        from ..train.loop import TrainConfig
+    except ImportError:
+        raise LookalikeError("training needs the train extra: pip install 'lookalike[train]' (torch==2.13.0 on CPU)") from None
     if heads_only:
         return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
                            name, quantize, command, features, hidden, blend)
-    dims = dict(zip(("width", "height"), _size(size))) if size else {}
     config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed, frozen=frozen, **dims,
-                         max_minutes=max_minutes, extra_repeat=extra_repeat, blocks=_stages(blocks, "--blocks", "1,1,2,2", 1),
-                         widths=_stages(widths, "--widths", "32,64,128,384", 8))
+                         max_minutes=max_minutes, extra_repeat=extra_repeat, **stages)
     with RichProgress(err) as progress:
         report = run(photos, metadata, out=out_dir, labels=label, init=init, teacher=teacher, backgrounds=backgrounds,
                      extra=(extra, extra_metadata) if extra else None,
