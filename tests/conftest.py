@@ -65,3 +65,15 @@ def fpi_sample(tmp_path_factory):
     rows = [lines[0]] + [l for l in lines[1:] if l.split(",", 1)[0] in wanted]
     (out / "styles.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return out
+
+
+def run_cli(*args, code=0):
+    """`lookalike ARGS` in-process: the exit code must be `code` and no traceback may show."""
+    from typer.testing import CliRunner
+
+    from lookalike.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result

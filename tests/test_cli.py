@@ -5,20 +5,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from conftest import DEMO, DEMO_CSV
-from lookalike.cli import app
+from conftest import DEMO, DEMO_CSV, run_cli
 from tests_models_helper import tiny_onnx_file
 
-runner = CliRunner()
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result
+run = run_cli
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_the_previous_default_ships_by_name_and_its_indexes_still_load(tmp_path)
 
     old = Embedder.load("fashion-v12")
     assert old.name == "fashion-v12" and old.id != Embedder.load("default").id
-    index = Index.build(DEMO, DEMO_CSV, out=tmp_path / "old.idx", model="fashion-v12")
+    Index.build(DEMO, DEMO_CSV, out=tmp_path / "old.idx", model="fashion-v12")
     manifest = json.loads((tmp_path / "old.idx" / "manifest.json").read_text())
     manifest["model"]["source"] = "default"                 # as such an index records it
     (tmp_path / "old.idx" / "manifest.json").write_text(json.dumps(manifest))

@@ -11,22 +11,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from conftest import DEMO, DEMO_CSV
+from conftest import DEMO, DEMO_CSV, run_cli
 from lookalike import Index
 from lookalike.catalog import Catalog
-from lookalike.cli import app
 from lookalike.errors import IndexStoreError
 
-runner = CliRunner()
-
-
-def run(*args, code=0):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result
+run = run_cli
 
 
 def said(result) -> str:

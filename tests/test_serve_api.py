@@ -13,15 +13,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import DEMO, DEMO_CSV
+from conftest import DEMO, DEMO_CSV, run_cli
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is needed for the API")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from typer.testing import CliRunner  # noqa: E402
 
 from lookalike import Index  # noqa: E402
-from lookalike.cli import app as cli  # noqa: E402
 from lookalike.serve.app import create_app  # noqa: E402
 
 KEY = "s3cret-key"
@@ -233,14 +231,7 @@ def test_one_access_log_line_per_request(client, caplog):
     assert "Secret" not in text and "class=hat" not in text and hat.name not in text   # no query strings, no uploads
 
 
-runner = CliRunner()
-
-
-def run(*args, code=0):
-    result = runner.invoke(cli, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    return result
+run = run_cli
 
 
 def test_serve_on_a_port_in_use_fails_in_one_line(index_path):

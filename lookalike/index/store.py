@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import IndexStoreError
-from ..files import read_manifest_json, sha256_file
+from ..files import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "lookalike-index"
