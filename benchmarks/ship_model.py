@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from common import RESULTS, ROOT
-from lookalike.train import network_record
+from lookalike.train import is_imagenet, network_record
 
 TARGET = ROOT / "lookalike" / "models" / "default"
 FILES = ("model.onnx", "model.json", "weights.safetensors", "training.json")
@@ -243,7 +243,7 @@ def runs_before(training: dict) -> list[dict]:
     if "--init" not in words:
         return []
     init = words[words.index("--init") + 1]
-    if init.startswith("efficientnet-"):     # ImageNet weights: the first run of the line
+    if is_imagenet(init):                    # ImageNet weights: the first run of the line
         return []
     return lineage(TARGET if init == "default" else Path(init))
 

@@ -61,20 +61,16 @@ class CatalogProblems:
                              ("duplicate ids (first kept)", self.duplicate_ids),
                              ("malformed metadata rows (skipped)", self.bad_rows)):
             if items:
-                out.append(f"{len(items)} {label}: {_sample(items)}")
+                out.append(f"{len(items)} {label}: {listed(items, 5)}")
         if self.unread_files:
             n = len(self.unread_files)
             out.append(f"skipped {n} file{'s' if n != 1 else ''} of a type lookalike does not read: "
-                       f"{_sample(self.unread_files)}")
+                       f"{listed(self.unread_files, 5)}")
         if self.unreadable_folders:
             n = len(self.unreadable_folders)
             out.append(f"skipped {n} folder{'s' if n != 1 else ''} that cannot be read: "
-                       f"{_sample(self.unreadable_folders)}")
+                       f"{listed(self.unreadable_folders, 5)}")
         return out
-
-
-def _sample(items: list[str]) -> str:
-    return ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
 
 
 @dataclass

@@ -244,25 +244,36 @@ def test_serve_on_a_port_in_use_fails_in_one_line(index_path):
     assert "serving" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
-def test_serve_logs_each_request_once(index_path):
-    """`lookalike serve` as run from a shell: the app's access line for each request, and not uvicorn's too."""
+def start_serve(index_path, stderr, first_path="/api/health"):
+    """`lookalike serve INDEX` in a subprocess on a free port, once its first answer (to `first_path`) is 200:
+    (process, base URL). The caller terminates it."""
+    import httpx
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen([sys.executable, "-c", "from lookalike.cli import main; main()", "serve",
-                               str(index_path), "--port", str(port)], stderr=subprocess.PIPE, text=True)
-    try:
-        import httpx
+                               str(index_path), "--port", str(port)], stderr=stderr, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            assert httpx.get(url + first_path).status_code == 200
+            return server, url
+        except httpx.TransportError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                raise AssertionError("the server did not start") from None
+            time.sleep(0.2)
 
-        deadline = time.time() + 60
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/api/health?gender=Secret").status_code == 200
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.time() < deadline, "the server did not start"
-                time.sleep(0.2)
-        assert httpx.get(f"http://127.0.0.1:{port}/api/products/ghost").status_code == 404
+
+def test_serve_logs_each_request_once(index_path):
+    """`lookalike serve` as run from a shell: the app's access line for each request, and not uvicorn's too."""
+    import httpx
+
+    server, url = start_serve(index_path, subprocess.PIPE, "/api/health?gender=Secret")
+    try:
+        assert httpx.get(f"{url}/api/products/ghost").status_code == 404
     finally:
         server.terminate()
         try:
@@ -270,7 +281,7 @@ def test_serve_logs_each_request_once(index_path):
         except subprocess.TimeoutExpired:
             server.kill()
             raise
-    assert f"http://127.0.0.1:{port}/" in stderr
+    assert f"{url}/" in stderr
     requests = [line for line in stderr.splitlines() if "/api/" in line]
     assert len(requests) == 2, stderr
     assert re.search(r"GET /api/health 200 \d+\.\d ms$", requests[0]) and "Secret" not in stderr
@@ -360,21 +371,8 @@ def test_large_uploads_cost_the_server_little_memory(index_path):
 
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-c", "from lookalike.cli import main; main()", "serve",
-                               str(index_path), "--port", str(port)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_serve(index_path, subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                assert httpx.get(f"{url}/api/health").status_code == 200
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.time() < deadline, "the server did not start"
-                time.sleep(0.2)
         hat = photo("hat")
         assert httpx.post(f"{url}/api/search?k=1", files=upload(hat), timeout=60).status_code == 200  # warm
         idle = rss_mb(server.pid)

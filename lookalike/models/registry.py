@@ -51,7 +51,7 @@ def load_model(spec: "str | Path | Embedder" = "default") -> Embedder:
     return _cache[key][1]
 
 
-def _folder(spec: str) -> Path | None:
+def model_dir(spec: str) -> Path | None:
     """The model folder a name or path stands for: the packaged default, a folder, or a registered name."""
     if spec == "classic":
         return None
@@ -65,7 +65,7 @@ def _folder(spec: str) -> Path | None:
 
 
 def _stamp(spec: str) -> tuple | None:
-    folder = _folder(spec)
+    folder = model_dir(spec)
     try:
         st = (folder / MANIFEST).stat() if folder else None
     except OSError:
@@ -76,7 +76,7 @@ def _stamp(spec: str) -> tuple | None:
 def _resolve(spec: str) -> Embedder:
     from .onnx import OnnxEmbedder
 
-    folder = _folder(spec)
+    folder = model_dir(spec)
     if folder is not None and (folder / MANIFEST).is_file():
         return OnnxEmbedder(folder)
     if spec in ("classic", "default"):   # default is classic until a model is shipped

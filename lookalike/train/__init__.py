@@ -69,12 +69,11 @@ def is_imagenet(init) -> bool:
 
 
 def model_folder(init: str | Path) -> Path:
-    """The folder of a model to start from: 'default' (the packaged one) or a path."""
-    from ..models.registry import PACKAGED, SHIPPED, shipped_models
+    """The folder of a model to start from: 'default', a shipped or registered name, or a path (as `--model`)."""
+    from ..models.registry import model_dir
 
-    if str(init) == "default":
-        return PACKAGED
-    return SHIPPED / str(init) if str(init) in shipped_models() and not Path(init).is_dir() else Path(init)
+    folder = model_dir(str(init))
+    return folder if folder is not None and folder.is_dir() else Path(init)     # a typo is named as typed
 
 
 def _init_weights(init: str | Path) -> dict:
