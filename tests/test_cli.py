@@ -105,7 +105,7 @@ def test_model_import_and_list(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["search", "{idx}", "--id", "nope"], "neither a product id"),
-    (["search", "{idx}"], "either a query photo"),
+    (["search", "{idx}"], "give a query photo, --id PRODUCT_ID or --text"),
     (["search", "{idx}", "--id", "x", "--where", "class"], "bad filter"),
     (["search", "{idx}", "--id", "x", "--agree", "colour"], "cannot re-rank by 'colour'"),
     (["search", "{idx}", "--id", "x", "--same", "colour"], "cannot keep the same 'colour'"),

@@ -88,6 +88,8 @@ def index(photos: Path = typer.Argument(..., help="folder of product photos (sea
 def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
            query: Optional[Path] = typer.Argument(None, help="a query photo"),
            pid: Optional[str] = typer.Option(None, "--id", help="search from a product of the index"),
+           text: Optional[str] = typer.Option(None, "--text", "-t", help="search by words (\"white sneakers\"), "
+                                              "or refine a photo or --id with them (\"in red\")"),
            k: int = typer.Option(10, "-k", min=1, max=1000),
            where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
            include_self: bool = typer.Option(False, help="with --id: keep the product itself in the results"),
@@ -98,22 +100,27 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
                                           "a product's own, a photo's predicted (repeatable; e.g. articleType)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON"),
            grid: Optional[Path] = typer.Option(None, help="write a PNG of the query and its results")):
-    """Find the products most like a photo or a product."""
-    if (query is None) == (pid is None):
-        raise LookalikeError("give either a query photo or --id PRODUCT_ID")
+    """Find the products most like a photo, a product, or words."""
+    if query is not None and pid is not None:
+        raise LookalikeError("give a query photo or --id PRODUCT_ID, not both")
+    if query is None and pid is None and text is None:
+        raise LookalikeError("give a query photo, --id PRODUCT_ID or --text WORDS")
     idx = Index.load(index_dir)
-    results = idx.search(pid if pid is not None else query, k=k, where=parse_where(where),
+    results = idx.search(pid if pid is not None else query, k=k, text=text, where=parse_where(where),
                          exclude_self=not include_self, agree=False if no_agree else (agree or True), same=same)
+    label = " + ".join(x for x in (pid or (str(query) if query is not None else None),
+                                    repr(text) if text is not None else None) if x)
     if as_json:
-        out.print_json(json.dumps({"query": pid or str(query), "results": [r.to_dict() for r in results]}))
+        out.print_json(json.dumps({"query": pid or (str(query) if query is not None else None), "text": text,
+                                   "results": [r.to_dict() for r in results]}))
     else:
         table = Table("#", "id", "score", *idx.columns[:5])
         for rank, r in enumerate(results, 1):
             table.add_row(str(rank), r.id, f"{r.score:.3f}", *(str(r.metadata.get(c) or "") for c in idx.columns[:5]))
         out.print(table)
     if grid:
-        image = load_image(idx.get(pid).path) if pid is not None else load_image(query)
-        draw_rows([(image, f"query {pid or query.name}", results)], grid)
+        image = load_image(idx.get(pid).path) if pid is not None else load_image(query) if query is not None else None
+        draw_rows([(image, f"query {label}", results)], grid)
         err.print(f"grid written to {grid}")
     if not results:
         err.print("[yellow]no results[/] (the filters may match no product)")

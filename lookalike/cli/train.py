@@ -37,6 +37,13 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
           hidden: int = typer.Option(512, min=8, help="with --heads-only, units of each head's hidden layer"),
           blend: float = typer.Option(0.5, min=0, max=1, help="with --heads-only, weight of the network's own head of "
                                       "the same name and labels, averaged with the new one (0: the new one alone)"),
+          text_only: bool = typer.Option(False, "--text-only", help="keep --init's network and heads as they are and "
+                                         "align only words with its photos (search by words; minutes)"),
+          text_column: Optional[str] = typer.Option(None, "--text-column", help="a metadata column of product names or "
+                                                    "descriptions to learn words from (besides the label columns); "
+                                                    "training then aligns words too"),
+          glossary: Optional[Path] = typer.Option(None, help="shoppers' words for label values (JSON like "
+                                                  "lookalike/text/glossary.json), added to the shipped ones"),
           epochs: Optional[int] = typer.Option(None, min=1, help="default: 8, or 30 with --heads-only"),
           batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
@@ -64,9 +71,14 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
         from ..train.loop import TrainConfig
     except ImportError:
         raise LookalikeError("training needs the train extra: pip install 'lookalike[train]' (torch==2.13.0 on CPU)") from None
+    if text_only:
+        if not init:
+            raise LookalikeError("--text-only aligns words with an existing model: name it with --init (e.g. --init default)")
+        return _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command)
     if heads_only:
-        return _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
-                           name, quantize, command, features, hidden, blend)
+        _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
+                    name, quantize, command, features, hidden, blend)
+        return _text_after(photos, metadata, init, out_dir, text_column, glossary, seed, command)
     config = TrainConfig(epochs=epochs or 8, batch_size=batch_size, lr=lr, photo_p=photo_p, seed=seed, frozen=frozen, **dims,
                          max_minutes=max_minutes, extra_repeat=extra_repeat, **stages)
     with RichProgress(err) as progress:
@@ -82,6 +94,34 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     err.print(table)
     err.print(f"trained on {report.products:,} products ({report.validation:,} validation) in "
               f"{report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]; use it with --model {out_dir}")
+    _text_after(photos, metadata, init, out_dir, text_column, glossary, seed, command)
+
+
+def _text_after(photos, metadata, init, out_dir, text_column, glossary, seed, command) -> None:
+    """After training: align words with the new model when asked (--text-column) or when --init could search by
+    words (its alignment would not fit the new search vectors)."""
+    had_words = False
+    if init and not text_column:
+        try:
+            had_words = load_model(init).has_text
+        except LookalikeError:
+            had_words = False
+    if text_column or had_words:
+        _text(photos, metadata, str(out_dir), out_dir, text_column, glossary, None, seed, command)
+
+
+def _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command) -> None:
+    from ..train.text import TextConfig, fit_text
+
+    with RichProgress(err) as progress:
+        report = fit_text(photos, metadata, init=init, out=out_dir, text_column=text_column, glossary=glossary,
+                          config=TextConfig(seed=seed), name=name, progress=progress, command=command,
+                          log=lambda m: err.print(m, highlight=False))
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/] {reason}", highlight=False)
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in report.validation_scores.items()) or "no validation products"
+    err.print(f"words aligned on {report.products:,} products ({report.texts:,} texts; held-out label queries: "
+              f"{scores}) in {report.seconds / 60:.1f} min; model written to [bold]{out_dir}[/]", highlight=False)
 
 
 def _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed, name,

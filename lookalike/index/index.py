@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,10 @@ from .store import (read_version, replaceable, writable_folder, write_atomically
 VECTORS, FAISS = "vectors.npy", "index.faiss"
 INDEX_TYPES = ("flat", "hnsw")
 DTYPES = ("float16", "float32")
+#: words + photo: the words' vector is added to the photo's with this weight (benchmarks/text.py chose it)
+TEXT_WEIGHT = 1.0
+#: how many of each ranking (vectors, BM25) a text query fuses (BM25's weight: `lookalike.text.fulltext.words_weight`)
+FUSION_POOL = 100
 
 
 @dataclass
@@ -85,6 +90,8 @@ class Index:
         self._hashes = self.meta.hashes()
         self._selectors = SelectorCache()
         self._codes: dict[str, LabelCodes] = {}
+        self._fulltext = False        # not built yet (see fulltext())
+        self._fulltext_lock = threading.Lock()
         self._model: Embedder | None = None
         self.report: BuildReport | None = None
         if model is not None:
@@ -214,11 +221,15 @@ class Index:
                 "updated": m.get("updated"), "bytes": sum(f["bytes"] for f in m["files"].values())}
 
     # ---- searching -------------------------------------------------------------------------------------
-    def search(self, query: "ImageSource | str | np.ndarray", k: int = 10, *, where: Where | None = None,
-               exclude: Iterable[str] = (), exclude_self: bool = True, collapse_duplicates: bool = True,
-               agree: "Agreement | bool | Sequence[str] | None" = True, same: Sequence[str] = ()) -> list[Result]:
+    def search(self, query: "ImageSource | str | np.ndarray | None" = None, k: int = 10, *, text: str | None = None,
+               where: Where | None = None, exclude: Iterable[str] = (), exclude_self: bool = True,
+               collapse_duplicates: bool = True, agree: "Agreement | bool | Sequence[str] | None" = True,
+               same: Sequence[str] = ()) -> list[Result]:
         """The `k` most similar products to `query`: a product id (str), an image (path, bytes, PIL image) or
         a vector. A string that is not an id but names a file is read as an image.
+
+        `text` searches by words ("white sneakers"), alone or with a `query` it refines ("in red": this product,
+        but red): see `search_text`.
 
         `where` keeps products whose column has one of the given values (`{"gender": "Women",
         "subCategory": ["Topwear", "Dress"]}`). Searching by id leaves that product (and exact copies of
@@ -228,8 +239,80 @@ class Index:
         `same` keeps only products whose value of each named column is the query's: a product's own value, or for
         a photo its predicted one (`classify`: the model's head blended with the nearest products' labels), e.g.
         `same=["articleType"]` searches only among the predicted article type."""
-        return self.search_many([query], k, where=where, exclude=exclude, exclude_self=exclude_self,
-                                collapse_duplicates=collapse_duplicates, agree=agree, same=same)[0]
+        options = dict(where=where, exclude=exclude, exclude_self=exclude_self, collapse_duplicates=collapse_duplicates,
+                       agree=agree, same=same)
+        if text is not None:
+            return self.search_text(text, k, query=query, **options)
+        if query is None:
+            raise LookalikeError("nothing to search for: give a photo, a product id or text")
+        return self.search_many([query], k, **options)[0]
+
+    def search_text(self, text: str, k: int = 10, *, query: "ImageSource | str | np.ndarray | None" = None,
+                    **options) -> list[Result]:
+        """Search by words. The words go through the model's text alignment into the photos' search space
+        (`Embedder.encode_text`); with a `query` (photo, id or vector), its vector and the words' are added
+        (`TEXT_WEIGHT` for the words), so "in red" with a blue shirt's id asks for a shirt like it, in red. When
+        the index has text columns (a name, a description: `text_columns`), the vector ranking is fused with BM25
+        over them (`lookalike.text.fulltext`). Filters, `same`, exclusions and re-ranking apply as for photos."""
+        from ..text import check_query
+        from ..text.fulltext import fuse, words_weight
+
+        text = check_query(text)
+        words = self.model.encode_text(text)
+        if query is None:
+            prepared = _Prepared(words, None, None)
+        else:
+            vec, row, _ = self._query_vector(query)
+            mixed = vec + TEXT_WEIGHT * words
+            # the product's own labels do not steer re-ranking: the words may ask for another colour
+            prepared = _Prepared(mixed / max(float(np.linalg.norm(mixed)), 1e-12), row, None, own=False)
+        fulltext = self.fulltext() if query is None else None
+        if fulltext is None:
+            return self.search_many([prepared], k, **options)[0]
+        pool = max(k, FUSION_POOL)
+        by_vector = self.search_many([prepared], pool, **options)[0]
+        where = options.get("where")
+        if options.get("same"):
+            where = self.same_as(prepared, options["same"], where)
+            if not all(where.values()):
+                return []
+        allowed, _ = self._filter(where)
+        excluded = {self.row(pid) for pid in options.get("exclude", ())}
+        by_words = fulltext.search(text, pool, allowed=allowed, exclude=excluded)
+        rows = {r.id: self._rows[r.id] for r in by_vector}
+        order = fuse([[rows[r.id] for r in by_vector], [row for row, _ in by_words]], [1.0, words_weight(text)])
+        seen_hash = {int(self._hashes[rows[r.id]]) for r in by_vector if self._hashes[rows[r.id]]}
+        collapse = options.get("collapse_duplicates", True)
+        kept = []
+        vector_rows = set(rows.values())
+        for row in order:
+            if row not in vector_rows and collapse and self._hashes[row] and int(self._hashes[row]) in seen_hash:
+                continue
+            kept.append(row)
+            if len(kept) == k:
+                break
+        records = self.meta.records(kept)
+        scores = self.vectors_of(kept) @ words
+        return [_result(records[r], float(s)) for r, s in zip(kept, scores)]
+
+    @property
+    def answers_words(self) -> bool:
+        """Whether `search(text=...)` works here: the index's model has a text alignment."""
+        return self.model.has_text
+
+    def fulltext(self):
+        """The full-text table of this index's text columns (built on first use), or None when it has none."""
+        from ..text.fulltext import FullText, text_columns
+
+        with self._fulltext_lock:
+            if self._fulltext is False:
+                sample = self.meta.sample(self.columns, 2000)
+                columns = text_columns(self.columns, sample)
+                self._fulltext = FullText(columns, self.meta.rows_of(columns)) if columns else None
+            return self._fulltext
+
+    def vectors_of(self, rows: Sequence[int]) -> np.ndarray:
+        return np.stack([self.faiss.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim), np.float32)
 
     def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
                     exclude_self: bool = True, collapse_duplicates: bool = True,
@@ -239,7 +322,8 @@ class Index:
             self._check_same(same)
             out = []
             for query in queries:
-                query = _Prepared(*self._query_vector(query, with_heads=True))
+                if not isinstance(query, _Prepared):
+                    query = _Prepared(*self._query_vector(query, with_heads=True))
                 narrowed = self.same_as(query, same, where)
                 out.append([] if not all(narrowed.values()) else self.search_many(
                     [query], k, where=narrowed, exclude=exclude, exclude_self=exclude_self,
@@ -251,10 +335,10 @@ class Index:
         for query in queries:
             vec, row, probs = self._query_vector(query, with_heads=bool(columns))
             vecs.append(vec)
-            rows.append(row)
+            rows.append(row if not isinstance(query, _Prepared) or query.own else None)
             heads.append(probs)
             skip, skip_hash = set(excluded), set()
-            if row is not None and exclude_self:
+            if row is not None and exclude_self:      # (a query's own row, even when its labels are not used)
                 skip.add(row)
                 if self._hashes[row]:
                     skip_hash.add(int(self._hashes[row]))
@@ -564,3 +648,4 @@ class _Prepared:
     vector: np.ndarray
     row: int | None
     heads: dict | None
+    own: bool = True      # whether the row's own labels steer re-ranking (not when words changed the query)

@@ -145,6 +145,23 @@ class MetadataStore:
         self._check_column(name)
         return [r[0] for r in self._query(f"SELECT {quote(name)} FROM products ORDER BY row")]
 
+    def sample(self, columns: Sequence[str], n: int) -> dict[str, list]:
+        """Up to `n` values of each column, spread over the rows (for telling free text from labels)."""
+        if not columns:
+            return {}
+        total = self._query("SELECT COUNT(*) FROM products")[0][0]
+        step = max(1, total // max(n, 1))
+        names = ", ".join(quote(c) for c in columns)
+        found = self._query(f"SELECT {names} FROM products WHERE row % ? = 0 ORDER BY row LIMIT ?", (step, n))
+        return {c: [r[i] for r in found] for i, c in enumerate(columns)}
+
+    def rows_of(self, columns: Sequence[str]) -> list[tuple]:
+        """(row, *values) of every product for `columns`."""
+        for c in columns:
+            self._check_column(c)
+        names = ", ".join(quote(c) for c in columns)
+        return self._query(f"SELECT row, {names} FROM products ORDER BY row")
+
     def facets(self, name: str) -> list[tuple[str, int]]:
         """Values of a column with their counts, most common first."""
         self._check_column(name)

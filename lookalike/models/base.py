@@ -98,6 +98,24 @@ class Embedder:
         result = embed_batch(self, list(enumerate(images)), skip_errors=False, with_heads=True)
         return [predictions_for(self.heads, result.heads, i, top) for i in range(len(images))]
 
+    def encode_text(self, texts: "Sequence[str] | str") -> np.ndarray:
+        """Words in this model's search space: `(N, D)` unit vectors (`(D,)` for one string), comparable with
+        the photos' vectors. Raises `QueryError` for an empty, wordless or over-long query."""
+        from ..text import check_query
+
+        single = isinstance(texts, str)
+        items = [check_query(t) for t in ([texts] if single else texts)]
+        out = self.text_alignment().vectors(items)
+        return out[0] if single else out
+
+    @property
+    def has_text(self) -> bool:
+        return False
+
+    def text_alignment(self):
+        raise ModelError(f"model {self.name!r} cannot search by words: it has no text alignment (align one with "
+                         "`lookalike train PHOTOS --metadata CSV --init MODEL --text-only`)")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} dim={self.dim} heads={list(self.heads)}>"
 

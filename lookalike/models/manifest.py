@@ -77,6 +77,12 @@ class ModelManifest:
     # With heads_onnx: the labels of the network's own head outputs in `onnx` (its manifest's heads before they
     # were fitted apart), so a later fit knows which of them it may blend with.
     network_heads: dict[str, list[str]] = field(default_factory=dict)
+    # Search by words (`lookalike train --text-only`, `lookalike.text`): an ONNX file mapping the sentence encoder's
+    # vectors (`text_encoder` names it by id) into this model's search space. It does not change the search vectors,
+    # so it is not part of the model id: indexes built before the text side was added answer words as they are.
+    text_onnx: str | None = None
+    text_sha256: str = ""
+    text_encoder: str = ""
     card: str | None = None           # a Markdown model card beside the manifest
     format: str = FORMAT
     version: int = 1

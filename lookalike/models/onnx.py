@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -72,9 +73,27 @@ class OnnxEmbedder(Embedder):
             raise ModelError(f"{m.name}: unknown interpolation {m.input.interpolation!r} ({', '.join(RESAMPLE)})")
         card = self.folder / m.card if m.card else None
         self.card = card.read_text() if card and card.is_file() else None
+        self._text = None
+        self._text_lock = threading.Lock()
         scale = np.float32(m.input.scale)
         self._mean = np.asarray(m.input.mean, np.float32) / scale if m.input.dtype != "uint8" else None
         self._std = np.asarray(m.input.std, np.float32) / scale if m.input.dtype != "uint8" else None
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.manifest.text_onnx)
+
+    def text_alignment(self):
+        """The model's words-to-search-space projection (`lookalike.text.align`), loaded on first use."""
+        if not self.manifest.text_onnx:
+            return super().text_alignment()
+        with self._text_lock:
+            if self._text is None:
+                from ..text.align import TextAlignment
+
+                m = self.manifest
+                self._text = TextAlignment(self.folder, m.text_onnx, m.text_sha256, m.text_encoder, m.name)
+            return self._text
 
     def _open(self, file: str, sha256: str, verify: bool, threads: int | None = None, strict: bool = False):
         """An ONNX Runtime session on `file` of this folder, after checking it is there and matches `sha256` (when the

@@ -35,7 +35,7 @@ from . import schemas
 from .state import IndexHolder
 
 STATIC = Path(__file__).parent / "static"
-RESERVED_PARAMS = {"k", "exclude_self", "agree", "same"}
+RESERVED_PARAMS = {"k", "exclude_self", "agree", "same", "q"}
 FACET_LIMIT = 60       # columns with more distinct values than this are not offered as filter chips
 THUMB = 256
 #: Uploads over this many pixels are refused from their header, before decoding: a 95 KB PNG can declare
@@ -257,7 +257,8 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         idx = holder.index
         m = idx.manifest
         return schemas.Health(status="ok", products=len(idx), model=m["model"]["id"], heads=list(idx.model.heads),
-                              updated=m.get("updated") or m.get("created"), admin=api_key is not None)
+                              updated=m.get("updated") or m.get("created"), admin=api_key is not None,
+                              text=idx.answers_words)
 
     @app.get("/api/facets", response_model=schemas.Facets, tags=["catalog"])
     def facets():
@@ -269,17 +270,36 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
                 cols[column] = [schemas.FacetValue(value=v, count=n) for v, n in values]
         return schemas.Facets(products=len(idx), columns=cols)
 
-    @app.post("/api/search", **documented(schemas.SearchResponse, upload_errors), tags=["search"])
-    async def search_upload(request: Request, image: UploadFile = File(..., description="a photo"),
-                            k: int = Query(12, ge=1, le=200), agree: bool = AGREE, same: List[str] = SAME):
-        """Most similar products to an uploaded photo. Filters: metadata columns as query parameters."""
-        data = await read_upload(request, image)
+    @app.get("/api/search", **documented(schemas.SearchResponse, {**errors, 409: {"model": schemas.Error}}),
+             tags=["search"])
+    async def search_words(request: Request, q: str = Query(..., description='words, e.g. "white sneakers"'),
+                           k: int = Query(12, ge=1, le=200), agree: bool = AGREE, same: List[str] = SAME):
+        """Products that fit the words. Filters: metadata columns as query parameters."""
         where = filters(request)
         start = time.perf_counter()
-        results = await run_in_threadpool(lambda: holder.index.search(data, k=k,
+        results = await run_in_threadpool(lambda: holder.index.search(text=q, k=k, where=where, agree=agree,
+                                                                      same=same))
+        return send(schemas.SearchResponse(query={"text": q}, filters=where, results=[product(r) for r in results],
+                                           took_ms=round((time.perf_counter() - start) * 1000, 2)))
+
+    @app.post("/api/search", **documented(schemas.SearchResponse, {**upload_errors, 409: {"model": schemas.Error}}),
+              tags=["search"])
+    async def search_upload(request: Request, image: Optional[UploadFile] = File(None, description="a photo"),
+                            q: Optional[str] = Query(None, description='words that refine the photo, e.g. "in red"'),
+                            k: int = Query(12, ge=1, le=200), agree: bool = AGREE, same: List[str] = SAME):
+        """Most similar products to an uploaded photo, refined by words `q` when given (a form field `q` works
+        too). Filters: metadata columns as query parameters."""
+        form = await request.form()
+        words = q if q is not None else form.get("q") if isinstance(form.get("q"), str) else None
+        if image is None and words is None:
+            raise HTTPException(400, "send a photo in the image field, words in q, or both")
+        data = await read_upload(request, image) if image is not None else None
+        where = filters(request)
+        start = time.perf_counter()
+        results = await run_in_threadpool(lambda: holder.index.search(data, k=k, text=words,
                                                                       where=where, agree=agree, same=same))
-        return send(schemas.SearchResponse(query={"upload": image.filename}, filters=where,
-                                           results=[product(r) for r in results],
+        query = {**({"upload": image.filename} if image is not None else {}), **({"text": words} if words else {})}
+        return send(schemas.SearchResponse(query=query, filters=where, results=[product(r) for r in results],
                                            took_ms=round((time.perf_counter() - start) * 1000, 2)))
 
     @app.post("/api/classify", response_model=schemas.ClassifyResponse, responses={**upload_errors, 409: {"model": schemas.Error}},
@@ -332,13 +352,16 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
 
     @app.get("/api/products/{pid}/similar", **documented(schemas.SearchResponse, errors), tags=["search"])
     def similar(pid: str, request: Request, k: int = Query(12, ge=1, le=200), agree: bool = AGREE,
-                same: List[str] = SAME):
-        """Most similar products to a catalog product (itself left out). Filters as query parameters."""
+                same: List[str] = SAME, q: Optional[str] = Query(None, description='words that refine the product, '
+                                                                   'e.g. "in red"')):
+        """Most similar products to a catalog product (itself left out), refined by words `q` when given.
+        Filters as query parameters."""
         idx = holder.index
         where = filters(request)
         start = time.perf_counter()
-        results = idx.search(idx.ids[idx.row(pid)], k=k, where=where, agree=agree, same=same)
-        return send(schemas.SearchResponse(query={"id": pid, "product": product(idx.get(pid)).model_dump()},
+        results = idx.search(idx.ids[idx.row(pid)], k=k, text=q, where=where, agree=agree, same=same)
+        return send(schemas.SearchResponse(query={"id": pid, "product": product(idx.get(pid)).model_dump(),
+                                                  **({"text": q} if q is not None else {})},
                                            filters=where, results=[product(r) for r in results],
                                            took_ms=round((time.perf_counter() - start) * 1000, 2)))
 

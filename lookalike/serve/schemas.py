@@ -49,6 +49,8 @@ class Health(BaseModel):
     heads: list[str]
     updated: Optional[str]
     admin: bool = Field(description="whether admin writes are enabled (an API key is configured)")
+    text: bool = Field(False, description="whether the index answers words (`GET /api/search?q=`): its model has a "
+                                          "text alignment")
 
 
 class Error(BaseModel):

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { query: null, filters: {}, facets: {}, heads: [], kindColumn: null };
+const state = { query: null, filters: {}, facets: {}, heads: [], kindColumn: null, text: false, seq: 0 };
 const NAME_COLUMNS = ["productDisplayName", "name", "title"];
 const KIND_COLUMNS = ["articleType", "class", "subCategory", "category"];
 const COLOUR_COLUMNS = ["baseColour", "colour", "color"];
@@ -27,11 +27,23 @@ function params(extra = {}) {
   return p.toString();
 }
 
+// The words in the search box ("" when this index does not answer words): any photo or product searched is
+// refined by them.
+function words() {
+  return state.text ? $("words").value.trim().replace(/\s+/g, " ") : "";
+}
+
+const quoted = (text) => `“${text}”`;
+
 async function api(url, options) {
   const response = await fetch(url, options);
   let body = null;
   try { body = await response.json(); } catch (e) { /* not JSON */ }
-  if (!response.ok) throw new Error((body && body.detail) || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const err = new Error((body && body.detail) || `${response.status} ${response.statusText}`);
+    err.status = response.status;
+    throw err;
+  }
   return body;
 }
 
@@ -94,6 +106,7 @@ function card(product) {
 
 // An error replaces what was shown: the last query's card and results would read as the answer to this one.
 function fail(message) {
+  state.seq++;
   state.query = null;
   hideQuery();
   $("look").hidden = true;
@@ -102,17 +115,38 @@ function fail(message) {
   showError(message);
 }
 
+// Words whose search failed (a 400: punctuation only, a language the model cannot read): the photo or product they
+// refined stays the query, so that corrected words refine it again; only the results go.
+function failWords(message) {
+  $("results").replaceChildren();
+  $("query-words").hidden = true;
+  setStatus("");
+  showError(message);
+}
+
 function hideQuery() {
   $("query").hidden = true;
   $("query-image").removeAttribute("src");
   $("query-title").textContent = "";
+  $("query-words").hidden = true;
   $("query-attributes").replaceChildren();
 }
 
-function showQuery(src, title, attributes) {
+// The query card: a photo or product (`src`) refined by `text` when given, or words alone (no `src`).
+function showQuery(src, title, attributes, text = "") {
   $("query").hidden = false;
-  $("query-image").src = src;
+  $("query").classList.toggle("words-only", !src);
+  const img = $("query-image");
+  img.hidden = !src;
+  if (src) img.src = src; else img.removeAttribute("src");
+  $("query-label").textContent = src ? "Searching for items like" : "Results for";
   $("query-title").textContent = title;
+  $("query-words").hidden = !(src && text);
+  $("query-words-text").textContent = text;
+  showAttributes(attributes);
+}
+
+function showAttributes(attributes) {
   const list = $("query-attributes");
   list.replaceChildren(...Object.entries(attributes || {}).map(([k, v]) => {
     const li = document.createElement("li");
@@ -123,37 +157,64 @@ function showQuery(src, title, attributes) {
   }));
 }
 
-function render(data) {
+function render(data, text) {
   $("empty").hidden = true;
   const grid = $("results");
   grid.replaceChildren(...data.results.map(card));
   const n = data.results.length;
-  setStatus(n ? `${n} similar products · ${data.took_ms.toFixed(0)} ms` : "No products match these filters.");
+  const found = !state.query || state.query.type === "words" ? `${n} products for ${quoted(text)}`
+    : text ? `${n} similar products, refined by ${quoted(text)}` : `${n} similar products`;
+  setStatus(n ? `${found} · ${data.took_ms.toFixed(0)} ms` : "No products match these filters.");
 }
 
-async function run(fetcher) {
+// One search: `fetcher` gets its answer, `show` (optional) updates the query card from it. An answer that comes
+// after a newer search started is dropped, so a slow one never replaces the results of the last.
+async function run(fetcher, text = "", show = null) {
+  const seq = ++state.seq;
   showError("");
   setStatus("Searching…");
   skeleton();
   try {
-    render(await fetcher());
+    const data = await fetcher();
+    if (seq !== state.seq) return;
+    if (show) show(data);
+    render(data, text);
   } catch (err) {
-    fail(err.message);
+    if (seq !== state.seq) return;
+    // a 400 or 409 with words is about the words, not the photo or product they refine
+    const aboutWords = text && state.query && state.query.type !== "words" && (err.status === 400 || err.status === 409);
+    if (aboutWords) failWords(err.message); else fail(err.message);
   }
+}
+
+function hashFor(query, text) {
+  const p = new URLSearchParams(query);
+  if (text) p.set("q", text);
+  return `#${p.toString().replace(/\+/g, "%20")}`;
+}
+
+async function searchByWords(text, push = true) {
+  state.query = { type: "words", text };
+  $("look").hidden = true;
+  const hash = hashFor({}, text);
+  if (push && location.hash !== hash) history.pushState(null, "", hash);
+  showQuery(null, quoted(text), {});
+  await run(() => api(`/api/search?${params({ q: text, k: 24 })}`), text);
 }
 
 async function searchById(id, push = true) {
   state.query = { type: "id", id };
   $("look").hidden = true;
-  if (push && location.hash !== `#id=${encodeURIComponent(id)}`) history.pushState(null, "", `#id=${encodeURIComponent(id)}`);
+  const text = words();
+  const hash = hashFor({ id }, text);
+  if (push && location.hash !== hash) history.pushState(null, "", hash);
   window.scrollTo({ top: 0, behavior: "smooth" });
-  await run(async () => {
-    const data = await api(`/api/products/${encodeURIComponent(id)}/similar?${params({ k: 24 })}`);
+  const extra = text ? { k: 24, q: text } : { k: 24 };
+  await run(() => api(`/api/products/${encodeURIComponent(id)}/similar?${params(extra)}`), text, (data) => {
     const p = data.query.product;
     const attrs = {};
     for (const c of [...KIND_COLUMNS, ...COLOUR_COLUMNS, "gender"]) if (p.metadata[c]) attrs[c] = p.metadata[c];
-    showQuery(p.thumbnail, title(p), attrs);
-    return data;
+    showQuery(p.thumbnail, title(p), attrs, text);
   });
 }
 
@@ -224,15 +285,17 @@ function separateTags(photo) {
 }
 
 async function lookByFile(file, url) {
+  const seq = ++state.seq;
   showError("");
   setStatus("Finding garments…");
   skeleton(8);
   try {
     const form = new FormData();
     form.append("image", file, file.name || "photo.jpg");
-    renderLook(await api("/api/look?k=8", { method: "POST", body: form }), url);
+    const data = await api("/api/look?k=8", { method: "POST", body: form });
+    if (seq === state.seq) renderLook(data, url);
   } catch (err) {
-    fail(err.message);
+    if (seq === state.seq) fail(err.message);
   }
 }
 
@@ -243,24 +306,25 @@ async function searchByFile(file) {
     return;
   }
   $("look").hidden = true;
-  if ($("look-mode").checked) {
-    state.query = { type: "look", file };
-    const url = URL.createObjectURL(file);
+  // the same photo searched again (a filter, new words) keeps its object URL: a new one per search would leak
+  const url = state.query && state.query.file === file && state.query.url ? state.query.url : URL.createObjectURL(file);
+  if ($("look-mode").checked) {   // shop the look searches each garment by its picture: words do not apply
+    state.query = { type: "look", file, url };
     showQuery(url, file.name || "your photo", {});
     $("empty").hidden = true;
     return lookByFile(file, url);
   }
-  state.query = { type: "upload", file };
+  state.query = { type: "upload", file, url };
+  const text = words();
   history.pushState(null, "", "#upload");
-  const url = URL.createObjectURL(file);
-  showQuery(url, file.name || "your photo", {});
+  showQuery(url, file.name || "your photo", {}, text);
   await run(async () => {
     const form = new FormData();
     form.append("image", file, file.name || "photo.jpg");
-    const data = await api(`/api/search?${params({ k: 24 })}`, { method: "POST", body: form });
+    const data = await api(`/api/search?${params(text ? { k: 24, q: text } : { k: 24 })}`, { method: "POST", body: form });
     if (state.heads.length) classify(file);
     return data;
-  });
+  }, text);
 }
 
 async function classify(file) {
@@ -273,7 +337,7 @@ async function classify(file) {
     for (const [head, labels] of Object.entries(data.attributes)) {
       if (labels[0].p >= CONFIDENT) attrs[head] = `${labels[0].label} (${Math.round(labels[0].p * 100)}%)`;
     }
-    if (state.query && state.query.file === file) showQuery($("query-image").src, file.name || "your photo", attrs);
+    if (state.query && state.query.file === file) showAttributes(attrs);
   } catch (err) { /* predictions are a bonus: search results are already shown */ }
 }
 
@@ -289,7 +353,58 @@ async function randomProduct() {
 function rerun() {
   if (!state.query || state.query.type === "look") return;
   if (state.query.type === "id") searchById(state.query.id, false);
+  else if (state.query.type === "words") {
+    const text = words() || state.query.text;   // words typed since, else the ones shown
+    searchByWords(text, text !== state.query.text);
+  }
   else searchByFile(state.query.file);
+}
+
+// The words box: words alone search by words; with a photo or a product as the query, they refine it. The × takes
+// the words away: a photo or product is searched again as it is, words alone leave nothing to show.
+function setupWords() {
+  const box = $("words");
+  const clear = $("words-clear");
+  const showClear = () => { clear.hidden = !box.value; };
+  box.addEventListener("input", showClear);
+  $("words-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = words();
+    if (!text) {
+      setStatus("Type a few words, e.g. “white sneakers”.");
+      box.focus();
+      return;
+    }
+    if (matchMedia("(pointer: coarse)").matches) box.blur();   // a phone's keyboard would hide the results
+    if (state.query && state.query.type === "id") searchById(state.query.id);
+    else if (state.query && state.query.type === "upload") searchByFile(state.query.file);
+    else searchByWords(text);
+  });
+  const clearWords = () => {
+    const had = $("query").hidden ? "" : $("query-words-text").textContent;
+    box.value = "";
+    showClear();
+    box.focus();
+    if (!state.query) return;
+    if (state.query.type === "words") reset();
+    else if (had || !$("error").hidden) rerun();
+  };
+  clear.addEventListener("click", clearWords);
+  $("query-words-clear").addEventListener("click", clearWords);
+  box.addEventListener("keydown", (e) => { if (e.key === "Escape" && box.value) { e.preventDefault(); clearWords(); } });
+}
+
+// Back to the page as first opened: no query, no results.
+function reset() {
+  state.seq++;
+  state.query = null;
+  hideQuery();
+  showError("");
+  setStatus("");
+  $("look").hidden = true;
+  $("results").replaceChildren();
+  $("empty").hidden = false;
+  if (location.hash) history.pushState(null, "", location.pathname + location.search);
 }
 
 function renderFilters() {
@@ -381,13 +496,21 @@ function setupWebcam() {
 }
 
 function fromHash() {
-  const m = location.hash.match(/^#id=(.+)$/);
-  if (m) searchById(decodeURIComponent(m[1]), false);
+  const p = new URLSearchParams(location.hash.slice(1));
+  const text = state.text ? (p.get("q") || "").trim() : "";
+  if (p.get("id") || text) {
+    $("words").value = text;
+    $("words-clear").hidden = !text;
+  }
+  if (p.get("id")) searchById(p.get("id"), false);
+  else if (text) searchByWords(text, false);
+  else if (!location.hash && state.query && state.query.type !== "look") reset();
 }
 
 async function init() {
   setupDrop();
   setupWebcam();
+  setupWords();
   $("random-button").addEventListener("click", randomProduct);
   $("look-mode").addEventListener("change", () => { if (state.query && state.query.file) searchByFile(state.query.file); });
   $("same-kind").addEventListener("change", rerun);
@@ -395,6 +518,9 @@ async function init() {
   try {
     const [health, facets] = await Promise.all([api("/api/health"), api("/api/facets")]);
     state.heads = health.heads;
+    state.text = health.text === true;
+    $("words-form").hidden = !state.text;
+    $("empty-words").hidden = !state.text;
     $("catalog-info").textContent = `${health.products.toLocaleString()} products`;
     state.facets = Object.fromEntries(Object.entries(facets.columns).map(([c, vs]) => [c, vs]));
     // "same type only" searches within the query's type column, when the catalog has one
@@ -407,7 +533,7 @@ async function init() {
   } catch (err) {
     showError(`The catalog is not available: ${err.message}`);
   }
-  if (location.hash.startsWith("#id=")) fromHash(); else $("empty").hidden = false;
+  if (/^#(id|q)=/.test(location.hash)) fromHash(); else $("empty").hidden = false;
 }
 
 init();
