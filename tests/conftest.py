@@ -67,6 +67,38 @@ def fpi_sample(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium with its own fresh profile (the page tests skip without playwright or chromium)."""
+    from pagetools import CHROMIUM, FLAGS
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page on a desktop screen (1280 px)."""
+    from pagetools import new_page
+
+    ctx, pg = new_page(browser)
+    yield pg
+    ctx.close()
+
+
+@pytest.fixture(params=["phone", "desktop"])
+def screen(browser, request):
+    """A page on a phone (390 px, mobile) or a desktop (1280 px) screen; `page.width` is the screen's width."""
+    from pagetools import new_page
+
+    ctx, pg = new_page(browser, request.param)
+    yield pg
+    ctx.close()
+
+
 def run_cli(*args, code=0):
     """`lookalike ARGS` in-process: the exit code must be `code` and no traceback may show."""
     from typer.testing import CliRunner

@@ -2,48 +2,18 @@
 words alone, words refining a photo or a product, the server's errors, and the layout on a phone and a desktop.
 Screenshots go to build/test-artifacts/."""
 
-import contextlib
-import shutil
-import socket
-import threading
-import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import DEMO, DEMO_CSV, ROOT
+from conftest import DEMO, DEMO_CSV
+from pagetools import CHROMIUM, serving, shot, wait_until
+from pagetools import assert_fits as fits
 
-playwright = pytest.importorskip("playwright.sync_api", reason="the test extra (playwright) drives the browser")
-uvicorn = pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) runs the server")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytest.importorskip("playwright.sync_api", reason="the test extra (playwright) drives the browser")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) runs the server")
 if CHROMIUM is None:
     pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-
-ARTIFACTS = ROOT / "build" / "test-artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serving(path):
-    from lookalike.serve.app import create_app
-
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(path), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -67,59 +37,6 @@ def classic_server(tmp_path_factory):
     Index.build(DEMO, DEMO_CSV, out=path, model="classic")
     with serving(path) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)  # its own fresh profile
-        yield b
-        b.close()
-
-
-VIEWPORTS = {"phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
-             "desktop": {"viewport": {"width": 1280, "height": 900}}}
-
-
-def new_page(browser, screen="desktop"):
-    ctx = browser.new_context(**VIEWPORTS[screen])
-    pg = ctx.new_page()
-    pg.width, pg.name = VIEWPORTS[screen]["viewport"]["width"], screen
-    pg.console_errors, pg.page_errors, pg.searches = [], [], []
-    pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: pg.page_errors.append(str(e)))
-    pg.on("request", lambda r: pg.searches.append(r.url) if "/api/search" in r.url or "/similar" in r.url else None)
-    return ctx, pg
-
-
-@pytest.fixture
-def page(browser):
-    ctx, pg = new_page(browser)
-    yield pg
-    ctx.close()
-
-
-@pytest.fixture(params=list(VIEWPORTS))
-def screen(browser, request):
-    """A page on a phone (390 px, mobile) or a desktop (1280 px) screen; `page.width` is the screen's width."""
-    ctx, pg = new_page(browser, request.param)
-    yield pg
-    ctx.close()
-
-
-def wait_until(page, expression, timeout=20):
-    """page.wait_for_function, polled from here: Playwright's own runs the expression through eval in the page,
-    which the page's Content-Security-Policy (no 'unsafe-eval') refuses."""
-    deadline = time.time() + timeout
-    while not page.evaluate(expression):
-        assert time.time() < deadline, f"timed out waiting for {expression}"
-        page.wait_for_timeout(50)
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    wait_until(page, "[...document.images].every(i => i.complete || i.getBoundingClientRect().top > innerHeight)")
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
 def open_page(page, server):
@@ -306,21 +223,11 @@ def test_back_and_forward_restore_the_words(server, page):
 #: What a user must be able to reach: none may stick out past the right edge of the screen.
 REACHABLE = ("#words-form, #words, #words-submit, #drop, .switch, .actions .button, .chip, #query, #query-words, "
              "#status, #error, .card")
-MEASURE = """sel => {
-  const root = document.documentElement, right = root.clientWidth;
-  const out = [...document.querySelectorAll(sel)].filter(e => e.getClientRects().length)
-    .filter(e => e.getBoundingClientRect().left < -0.5 || e.getBoundingClientRect().right > right + 0.5)
-    .map(e => `${e.id || e.className} (${Math.round(e.getBoundingClientRect().right)} px)`);
-  return {innerWidth, page: root.scrollWidth, body: document.body.scrollWidth, out: out.slice(0, 8)};
-}"""
 
 
 def assert_fits(page, state):
     """No horizontal scrolling, and the words box and the first result lie inside the screen's width."""
-    m = page.evaluate(MEASURE, REACHABLE)
-    assert m["innerWidth"] == page.width, f"{page.name}, {state}: the page is {m['innerWidth']} px wide ({m})"
-    assert m["page"] <= m["innerWidth"] and m["body"] <= m["innerWidth"], f"{page.name}, {state}: {m}"
-    assert m["out"] == [], f"{page.name}, {state}: past the edge: {m['out']}"
+    fits(page, state, REACHABLE)
     for selector in ("#words-form", "#words-submit", ".card >> nth=0"):
         box = page.locator(selector).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= page.width, (page.name, state, selector, box)

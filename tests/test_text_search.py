@@ -70,6 +70,11 @@ def test_names_are_searched_too_and_filters_apply(with_names, fpi_sample):
     assert sum(r.metadata["articleType"] in SHOES for r in women) >= 7
 
 
+def test_same_keeps_the_words_likely_type(with_names):
+    results = with_names.search(text="black watch", k=10, same=["articleType"])
+    assert len(results) >= 5 and {r.metadata["articleType"] for r in results} == {"Watches"}
+
+
 def test_words_refine_a_product(with_names):
     blue = next(pid for pid in with_names.ids if with_names.get(pid).metadata.get("articleType") == "Tshirts"
                 and with_names.get(pid).metadata.get("baseColour") == "Blue")

@@ -142,6 +142,10 @@ def test_cli_heads_only_writes_a_model_search_and_classify_accept(tmp_path):
                                  "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "validation top-1" in result.output and "class" in result.output and "left out" in result.output
+    # new heads change the search vector: default's words alignment is not carried over, and a catalog with no
+    # names or known label columns has nothing to align new words from; it says so, and words get a clear error
+    assert "cannot search by words" in result.output and not (out / "text.onnx").exists()
+    assert not Embedder.load(str(out)).has_text
     hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
     result = runner.invoke(app, ["classify", str(hat), "--model", str(out), "--json"])
     assert result.exit_code == 0, result.output

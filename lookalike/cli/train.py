@@ -44,7 +44,7 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
                                                     "training then aligns words too"),
           glossary: Optional[Path] = typer.Option(None, help="shoppers' words for label values (JSON like "
                                                   "lookalike/text/glossary.json), added to the shipped ones"),
-          epochs: Optional[int] = typer.Option(None, min=1, help="default: 8, or 30 with --heads-only"),
+          epochs: Optional[int] = typer.Option(None, min=1, help="default: 8; 30 with --heads-only; 40 with --text-only"),
           batch_size: int = typer.Option(128, min=8),
           lr: float = typer.Option(3e-3), photo_p: float = typer.Option(0.5, min=0, max=1, help="share of photo-like augmentation"),
           blocks: Optional[str] = typer.Option(None, help="residual blocks per stage, e.g. 1,1,2,2 (default: those of "
@@ -74,7 +74,7 @@ def train(photos: Path = typer.Argument(..., help="folder of product photos"),
     if text_only:
         if not init:
             raise LookalikeError("--text-only aligns words with an existing model: name it with --init (e.g. --init default)")
-        return _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command)
+        return _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command, epochs)
     if heads_only:
         _heads_only(photos, metadata, out_dir, label, init, extra, extra_metadata, extra_repeat, epochs, seed,
                     name, quantize, command, features, hidden, blend)
@@ -106,16 +106,23 @@ def _text_after(photos, metadata, init, out_dir, text_column, glossary, seed, co
             had_words = load_model(init).has_text
         except LookalikeError:
             had_words = False
-    if text_column or had_words:
+    if text_column:
         _text(photos, metadata, str(out_dir), out_dir, text_column, glossary, None, seed, command)
+    elif had_words:     # not asked for: a catalog with nothing to learn words from leaves the model without them
+        try:
+            _text(photos, metadata, str(out_dir), out_dir, None, glossary, None, seed, command)
+        except LookalikeError as exc:
+            err.print(f"[yellow]words not aligned[/] ({exc}); the new model cannot search by words: align them with "
+                      "--text-only --text-column NAME", highlight=False)
 
 
-def _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command) -> None:
+def _text(photos, metadata, init, out_dir, text_column, glossary, name, seed, command, epochs=None) -> None:
     from ..train.text import TextConfig, fit_text
 
+    config = TextConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
     with RichProgress(err) as progress:
         report = fit_text(photos, metadata, init=init, out=out_dir, text_column=text_column, glossary=glossary,
-                          config=TextConfig(seed=seed), name=name, progress=progress, command=command,
+                          config=config, name=name, progress=progress, command=command,
                           log=lambda m: err.print(m, highlight=False))
     for path, reason in report.skipped:
         err.print(f"[yellow]skipped[/] {reason}", highlight=False)

@@ -29,8 +29,9 @@ from .store import (read_version, replaceable, writable_folder, write_atomically
 VECTORS, FAISS = "vectors.npy", "index.faiss"
 INDEX_TYPES = ("flat", "hnsw")
 DTYPES = ("float16", "float32")
-#: words + photo: the words' vector is added to the photo's with this weight (benchmarks/text.py chose it)
-TEXT_WEIGHT = 1.0
+#: words + photo: the words' vector is added to the photo's with this weight (chosen on "in red/black/white"; 1.0: 0.48,
+#: 1.5: 0.59, 2.0: 0.63, 3.0: 0.60 of the top 10 in that colour and the same type; benchmarks/text.py)
+TEXT_WEIGHT = 2.0
 #: how many of each ranking (vectors, BM25) a text query fuses (BM25's weight: `lookalike.text.fulltext.words_weight`)
 FUSION_POOL = 100
 
@@ -248,12 +249,13 @@ class Index:
         return self.search_many([query], k, **options)[0]
 
     def search_text(self, text: str, k: int = 10, *, query: "ImageSource | str | np.ndarray | None" = None,
-                    **options) -> list[Result]:
+                    where: Where | None = None, same: Sequence[str] = (), **options) -> list[Result]:
         """Search by words. The words go through the model's text alignment into the photos' search space
         (`Embedder.encode_text`); with a `query` (photo, id or vector), its vector and the words' are added
-        (`TEXT_WEIGHT` for the words), so "in red" with a blue shirt's id asks for a shirt like it, in red. When
-        the index has text columns (a name, a description: `text_columns`), the vector ranking is fused with BM25
-        over them (`lookalike.text.fulltext`). Filters, `same`, exclusions and re-ranking apply as for photos."""
+        (`TEXT_WEIGHT` for the words), so "in red" with a blue shirt's id asks for a shirt like it, in red; `same`
+        then keeps the query's own class (its label, or the photo's predicted one). Words alone on an index with
+        text columns (a name, a description: `text_columns`) are also matched by BM25 over them, fused with the
+        vector ranking (`lookalike.text.fulltext`). Filters, exclusions and re-ranking apply as for photos."""
         from ..text import check_query
         from ..text.fulltext import fuse, words_weight
 
@@ -261,39 +263,37 @@ class Index:
         words = self.model.encode_text(text)
         if query is None:
             prepared = _Prepared(words, None, None)
+            narrowed = self.same_as(prepared, same, where) if same else where
         else:
-            vec, row, _ = self._query_vector(query)
-            mixed = vec + TEXT_WEIGHT * words
+            base = query if isinstance(query, _Prepared) else _Prepared(*self._query_vector(query, with_heads=bool(same)))
+            narrowed = self.same_as(base, same, where) if same else where
+            mixed = base.vector + TEXT_WEIGHT * words
             # the product's own labels do not steer re-ranking: the words may ask for another colour
-            prepared = _Prepared(mixed / max(float(np.linalg.norm(mixed)), 1e-12), row, None, own=False)
+            prepared = _Prepared(mixed / max(float(np.linalg.norm(mixed)), 1e-12), base.row, None, own=False)
+        if narrowed and not all(narrowed.values()):
+            return []
         fulltext = self.fulltext() if query is None else None
         if fulltext is None:
-            return self.search_many([prepared], k, **options)[0]
-        pool = max(k, FUSION_POOL)
-        by_vector = self.search_many([prepared], pool, **options)[0]
-        where = options.get("where")
-        if options.get("same"):
-            where = self.same_as(prepared, options["same"], where)
-            if not all(where.values()):
-                return []
-        allowed, _ = self._filter(where)
+            return self.search_many([prepared], k, where=narrowed, **options)[0]
+        by_vector = self.search_many([prepared], max(k, FUSION_POOL), where=narrowed, **options)[0]
+        allowed, _ = self._filter(narrowed)
         excluded = {self.row(pid) for pid in options.get("exclude", ())}
-        by_words = fulltext.search(text, pool, allowed=allowed, exclude=excluded)
-        rows = {r.id: self._rows[r.id] for r in by_vector}
-        order = fuse([[rows[r.id] for r in by_vector], [row for row, _ in by_words]], [1.0, words_weight(text)])
-        seen_hash = {int(self._hashes[rows[r.id]]) for r in by_vector if self._hashes[rows[r.id]]}
-        collapse = options.get("collapse_duplicates", True)
-        kept = []
-        vector_rows = set(rows.values())
-        for row in order:
-            if row not in vector_rows and collapse and self._hashes[row] and int(self._hashes[row]) in seen_hash:
+        by_words = fulltext.search(text, max(k, FUSION_POOL), allowed=allowed, exclude=excluded)
+        found = {self._rows[r.id]: r for r in by_vector}
+        order = fuse([list(found), [row for row, _ in by_words]], [1.0, words_weight(text)])
+        kept, shown = [], set()
+        for row in order:          # a copy of a photo already shown is left out, as in the vector ranking
+            digest = int(self._hashes[row])
+            if digest and digest in shown and options.get("collapse_duplicates", True):
                 continue
+            shown.add(digest)
             kept.append(row)
             if len(kept) == k:
                 break
-        records = self.meta.records(kept)
-        scores = self.vectors_of(kept) @ words
-        return [_result(records[r], float(s)) for r, s in zip(kept, scores)]
+        more = [r for r in kept if r not in found]
+        records = self.meta.records(more)
+        scores = dict(zip(more, self.vectors_of(more) @ words))
+        return [found[r] if r in found else _result(records[r], float(scores[r])) for r in kept]
 
     @property
     def answers_words(self) -> bool:
@@ -312,7 +312,10 @@ class Index:
             return self._fulltext
 
     def vectors_of(self, rows: Sequence[int]) -> np.ndarray:
-        return np.stack([self.faiss.reconstruct(int(r)) for r in rows]) if len(rows) else np.zeros((0, self.dim), np.float32)
+        """The vectors of these rows, `(len(rows), D)` float32."""
+        if not len(rows):
+            return np.zeros((0, self.dim), np.float32)
+        return self.faiss.reconstruct_batch(np.asarray(rows, dtype=np.int64))
 
     def search_many(self, queries: Sequence, k: int = 10, *, where: Where | None = None, exclude: Iterable[str] = (),
                     exclude_self: bool = True, collapse_duplicates: bool = True,
@@ -398,6 +401,9 @@ class Index:
             self._label_codes(column)
         if len(self):
             self.search(self.ids[0], k=10)
+        if self.answers_words:     # the sentence encoder and the full-text table, so words are fast from the first
+            self.model.text_alignment()
+            self.fulltext()
         return self
 
     def _agreeing(self, hits: list[tuple[int, float]], agreement: Agreement, columns: list[str],

@@ -92,7 +92,7 @@ class OnnxEmbedder(Embedder):
                 from ..text.align import TextAlignment
 
                 m = self.manifest
-                self._text = TextAlignment(self.folder, m.text_onnx, m.text_sha256, m.text_encoder, m.name)
+                self._text = TextAlignment(self.folder, m.text_onnx, m.text_sha256, m.text_encoder, m.name, m.dim)
             return self._text
 
     def _open(self, file: str, sha256: str, verify: bool, threads: int | None = None, strict: bool = False):

@@ -16,7 +16,8 @@ from .encoder import TextEncoder, load_text_encoder
 class TextAlignment:
     """`vectors(["white sneakers"])` -> `(1, dim)` unit vectors comparable with the model's image vectors."""
 
-    def __init__(self, folder: Path, file: str, sha256: str, encoder_id: str, model_name: str, verify: bool = True):
+    def __init__(self, folder: Path, file: str, sha256: str, encoder_id: str, model_name: str, dim: int,
+                 verify: bool = True):
         from ..models.onnx import _session
 
         path = Path(folder) / file
@@ -30,8 +31,13 @@ class TextAlignment:
                              f"has {self.encoder.id}; align them again (lookalike train --text-only)")
         self.session = _session(path, threads=1)
         self.input = self.session.get_inputs()[0].name
+        width = self.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != dim:
+            raise ModelError(f"{path} gives {width}-d vectors but {model_name}'s search vectors have {dim}: the "
+                             "alignment is not this model's; align words again (lookalike train --text-only)")
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors in the model's search space for checked queries (`check_query`)."""
         from .encoder import QueryError
 
         for text in texts:

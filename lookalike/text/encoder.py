@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -67,7 +66,6 @@ class TextEncoder:
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:     # onnxruntime raises its own exception types
             raise ModelError(f"{self.folder}: ONNX Runtime cannot load the text encoder ({exc})") from None
-        self._lock = threading.Lock()
 
     def tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return self.tokenizer.batch(list(texts), self.max_tokens)

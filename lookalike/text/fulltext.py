@@ -81,8 +81,7 @@ def words_weight(text: str) -> float:
     """BM25's weight in the fusion for this query: full (1.0) when it has a word the labels do not cover (a brand,
     a material: what only the names can match); 0.3 when all its words are about type, colour, gender or use, which
     the pictures and the agreement re-ranking answer better (benchmarks/text.py: 0.914 against 0.898 at 1.0)."""
-    words = [w for w in _WORD.findall(text.lower())]
-    return 1.0 if any(w not in label_words() and not w.isdigit() for w in words) else 0.3
+    return 1.0 if any(w not in label_words() and not w.isdigit() for w in _WORD.findall(text.lower())) else 0.3
 
 
 def match_expression(text: str, expand: bool = True) -> str | None:
@@ -117,16 +116,16 @@ class FullText:
         expression = match_expression(text, expand)
         if not expression or limit <= 0:
             return []
-        keep = set(allowed.tolist()) if allowed is not None else None
-        fetch = limit + len(exclude) if keep is None else max(limit * 20, 2000)
+        sql, params = "SELECT rowid, bm25(fts) FROM fts WHERE fts MATCH ?", [expression]
+        if allowed is not None:        # the filter inside the query: the best matches among the allowed rows
+            sql += " AND rowid IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(np.asarray(allowed).tolist()))
         with self._lock:
             try:
-                found = self._conn.execute("SELECT rowid, bm25(fts) FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?",
-                                           (expression, fetch)).fetchall()
+                found = self._conn.execute(sql + " ORDER BY rank LIMIT ?", (*params, limit + len(exclude))).fetchall()
             except sqlite3.OperationalError:      # a query FTS5 cannot parse: no full-text matches
                 return []
-        out = [(int(r), -float(s)) for r, s in found if r not in exclude and (keep is None or r in keep)]
-        return out[:limit]
+        return [(int(r), -float(s)) for r, s in found if r not in exclude][:limit]
 
 
 def fuse(rankings: Sequence[Sequence[int]], weights: Sequence[float] | None = None) -> list[int]:

@@ -262,7 +262,8 @@ def _fit(base: OnnxEmbedder, features: str, catalog: Catalog, products: list, wa
 
     def fill(tmp: Path) -> None:
         for f in base.folder.iterdir():
-            if f.is_file() and f.name not in (MANIFEST, HEADS_FILE, "training.json", "CARD.md"):
+            # new heads change the search vector, so --init's words alignment (text.onnx) no longer fits it
+            if f.is_file() and f.name not in (MANIFEST, HEADS_FILE, "training.json", "CARD.md", "text.onnx"):
                 shutil.copyfile(f, tmp / f.name)
         variants = _export_variants(nets, views.shape[2], tmp, quantize, features)
         megabytes = {v: round(path.stat().st_size / 1e6, 2) for v, path in variants.items()}
@@ -338,7 +339,8 @@ def _write(base: OnnxEmbedder, heads_file: Path, vocab: dict[str, list[str]], fo
                        heads_onnx=heads_file.name, heads_sha256=sha256_file(heads_file),
                        heads_input="" if features == EMBEDDING else features, heads_blend=blend, network_heads=network,
                        dim=dim + sum(len(vocab[h]) for h in append), card=None,
-                       embedding=replace(m.embedding, append_heads=append))
+                       embedding=replace(m.embedding, append_heads=append), text_onnx=None, text_sha256="",
+                       text_encoder="")
     (folder / MANIFEST).write_text(manifest.to_json())
     return OnnxEmbedder(folder)
 

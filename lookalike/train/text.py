@@ -28,7 +28,6 @@ import numpy as np
 from ..progress import NoProgress, Progress
 
 TEXT_FILE = "text.onnx"
-TEXT_WEIGHTS = "text.safetensors"     # the projection's weights: where a later alignment (`--init`) starts
 #: label columns a label text is made of, in the order a shopper writes them
 LABEL_COLUMNS = ("gender", "baseColour", "articleType", "usage")
 #: the columns a name's "same kind" positives share
@@ -324,12 +323,9 @@ def fit_text(photos, metadata=None, *, init: str, out: str | Path, text_column: 
 
     def fill(tmp: Path) -> None:
         for f in base.folder.iterdir():
-            if f.is_file() and f.name not in (MANIFEST, TEXT_FILE, TEXT_WEIGHTS, "training.json", "CARD.md"):
+            if f.is_file() and f.name not in (MANIFEST, TEXT_FILE, "training.json", "CARD.md"):
                 shutil.copyfile(f, tmp / f.name)
         export_projection(net, encoder.dim, tmp / TEXT_FILE)
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / TEXT_WEIGHTS))
         manifest = replace(base.manifest, name=name or base.manifest.name, text_onnx=TEXT_FILE,
                            text_sha256=sha256_file(tmp / TEXT_FILE), text_encoder=encoder.id)
         if base.manifest.card and (base.folder / base.manifest.card).is_file():
@@ -352,17 +348,27 @@ def fit_text(photos, metadata=None, *, init: str, out: str | Path, text_column: 
 
 
 def _start_weights(folder: Path, dim_in: int, dim_out: int, config: TextConfig, log) -> dict | None:
-    """The `--init` model's projection weights, when it has some of the same shape (its alignment is the start)."""
-    path = folder / TEXT_WEIGHTS
+    """The `--init` model's projection, read back from its `text.onnx`, when it has the shape this config gives
+    (its alignment is then the start). The exporter keeps the Linear layers' names; the linear path's matrix is the
+    one unnamed initializer, stored transposed."""
+    path = folder / TEXT_FILE
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
+    import onnx
+    import torch
+    from onnx import numpy_helper
 
-    state = load_file(str(path))
+    found = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
     expected = Projection.build(dim_in, dim_out, config).state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
-        log(f"{path} has another shape than --hidden {config.hidden} gives: aligning words from scratch")
-        return None
+    state, loose = {}, [a for n, a in found.items() if n not in expected and a.ndim == 2]
+    for name, tensor in expected.items():
+        value = found.get(name)
+        if value is None and name == "skip.weight" and len(loose) == 1:
+            value = loose[0].T
+        if value is None or tuple(value.shape) != tuple(tensor.shape):
+            log(f"{path} does not have the shape --text-only gives here: aligning words from scratch")
+            return None
+        state[name] = torch.from_numpy(np.array(value, dtype=np.float32))
     log(f"aligning words starting from {folder.name}'s alignment")
     return state
 
