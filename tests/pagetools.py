@@ -10,6 +10,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,6 +27,15 @@ MEASURE = """sel => {
     .map(e => `${e.id || e.className} (${Math.round(e.getBoundingClientRect().right)} px)`);
   return {innerWidth, page: root.scrollWidth, body: document.body.scrollWidth, out: out.slice(0, 8)};
 }"""
+
+
+def need_browser() -> None:
+    """Skip the calling test module unless the test extra (Playwright), the serve extra (uvicorn) and Debian's
+    Chromium are there."""
+    pytest.importorskip("playwright.sync_api", reason="the test extra (playwright) drives the browser")
+    pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) runs the server")
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
 
 
 def free_port() -> int:

@@ -4,13 +4,10 @@ click-through, and an error for a non-image. Screenshots go to build/test-artifa
 import pytest
 
 from conftest import DEMO, DEMO_CSV
-from pagetools import CHROMIUM, serving, shot, wait_until
 from pagetools import assert_fits as fits
+from pagetools import need_browser, serving, shot, wait_until
 
-pytest.importorskip("playwright.sync_api", reason="the test extra (playwright) drives the browser")
-pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) runs the server")
-if CHROMIUM is None:
-    pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
+need_browser()
 
 
 @pytest.fixture(scope="module")
