@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import DEMO, DEMO_CSV, ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = ROOT / "build" / "test-artifacts"
@@ -61,6 +61,16 @@ def serving(path):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(5)
+
+
+@contextlib.contextmanager
+def serving_demo(tmp_path_factory, model: str = "default"):
+    """The 200-photo demo catalog indexed with `model` and served; yields (URL, index)."""
+    from lookalike import Index
+
+    index = Index.build(DEMO, DEMO_CSV, out=tmp_path_factory.mktemp(f"serve-{model}") / "demo.idx", model=model)
+    with serving(index.path) as url:
+        yield url, index
 
 
 def new_page(browser, screen="desktop"):

@@ -3,20 +3,16 @@ click-through, and an error for a non-image. Screenshots go to build/test-artifa
 
 import pytest
 
-from conftest import DEMO, DEMO_CSV
+from conftest import DEMO
 from pagetools import assert_fits as fits
-from pagetools import need_browser, serving, shot, wait_until
+from pagetools import need_browser, serving_demo, shot, wait_until
 
 need_browser()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from lookalike import Index
-
-    path = tmp_path_factory.mktemp("serve") / "demo.idx"
-    Index.build(DEMO, DEMO_CSV, out=path, model="classic")
-    with serving(path) as url:
+    with serving_demo(tmp_path_factory, "classic") as (url, _):
         yield url
 
 

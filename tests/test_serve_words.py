@@ -6,9 +6,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from conftest import DEMO, DEMO_CSV
+from conftest import DEMO
 from pagetools import assert_fits as fits
-from pagetools import need_browser, serving, shot, wait_until
+from pagetools import need_browser, serving_demo, shot, wait_until
 
 need_browser()
 
@@ -16,23 +16,15 @@ need_browser()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The demo catalog indexed with the default model, which answers words (its text alignment, text.onnx)."""
-    from lookalike import Index
-
-    path = tmp_path_factory.mktemp("serve-words") / "demo.idx"
-    index = Index.build(DEMO, DEMO_CSV, out=path)
-    assert index.answers_words, "the default model does not answer words: no text.onnx beside it?"
-    with serving(path) as url:
+    with serving_demo(tmp_path_factory) as (url, index):
+        assert index.answers_words, "the default model does not answer words: no text.onnx beside it?"
         yield url
 
 
 @pytest.fixture(scope="module")
 def classic_server(tmp_path_factory):
     """The demo catalog indexed with the classic model, which cannot read words."""
-    from lookalike import Index
-
-    path = tmp_path_factory.mktemp("serve-classic") / "demo.idx"
-    Index.build(DEMO, DEMO_CSV, out=path, model="classic")
-    with serving(path) as url:
+    with serving_demo(tmp_path_factory, "classic") as (url, _):
         yield url
 
 
