@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -216,10 +217,7 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
     parent to put it back (see `recover`), the version read is the newest `.NAME.old-*` copy (`stranded`)."""
     folder = Path(folder)
     for attempt in range(attempts):
-        recover(resolved(folder))
-        handle = _open_version(folder, last=attempt + 1 == attempts)
-        if handle is None:
-            continue                # between the two renames of a swap
+        handle = _wait_for_version(folder)
         try:
             manifest = _check_manifest(folder, json.loads(_read_at(handle, MANIFEST, folder)), verify=False)
             data = {name: _read_at(handle, name, folder) for name in names}
@@ -242,6 +240,25 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
         finally:
             os.close(handle)
     raise IndexStoreError(f"{folder}: the index kept changing while being read; try again")
+
+
+#: How long a reader waits for a writer to finish a swap (its two renames) before calling the index missing.
+#: The gap is microseconds, unless the writer is descheduled between the renames on a busy machine.
+SWAP_WAIT = 5.0
+
+
+def _wait_for_version(folder: Path) -> int:
+    """A handle on the directory of one version of `folder`, waiting (with growing sleeps, up to SWAP_WAIT
+    seconds) while a writer is between the two renames of a swap."""
+    deadline = time.monotonic() + SWAP_WAIT
+    pause = 0.0005
+    while True:
+        recover(resolved(folder))
+        handle = _open_version(folder, last=time.monotonic() > deadline)
+        if handle is not None:
+            return handle
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _open_version(folder: Path, last: bool) -> int | None:
