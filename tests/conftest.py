@@ -14,12 +14,25 @@ DEMO = ROOT / "examples" / "catalog"
 DEMO_CSV = ROOT / "examples" / "catalog.csv"
 SHARED = ROOT.parent / "shared"
 FPI = SHARED / "data" / "fashion-product-images"
+CCP = SHARED / "data" / "clothing-co-parsing"
 
 
 def need_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared data beside the project, which CI always has)")
     return path
+
+
+def extract_ccp(out: Path, numbers) -> Path:
+    """CCP photos and masks of the given numbers, as out/photos/NNNN.jpg and out/masks/NNNN.png."""
+    need_shared(CCP / "ccp.tar.gz")
+    wanted = {f"photos/{n:04d}.jpg" for n in numbers} | {f"masks/{n:04d}.png" for n in numbers}
+    with tarfile.open(CCP / "ccp.tar.gz") as tar:
+        for member in tar:
+            if member.name in wanted:
+                (out / member.name).parent.mkdir(parents=True, exist_ok=True)
+                (out / member.name).write_bytes(tar.extractfile(member).read())
+    return out
 
 
 @pytest.fixture(autouse=True)

