@@ -64,22 +64,35 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_versio
 
 @app.command()
 @cli_errors
-def index(photos: Path = typer.Argument(..., help="folder of product photos (searched recursively)"),
+def index(photos: Optional[Path] = typer.Argument(None, help="folder of product photos (searched recursively)"),
           metadata: Optional[Path] = METADATA,
           out_dir: Path = typer.Option(..., "--out", "-o", help="index directory to write"),
-          model: str = MODEL,
+          vectors: Optional[Path] = typer.Option(None, "--vectors", help="build from Parquet vectors (`lookalike "
+                                                 "embed --out DIR`) instead of photos"),
+          model: Optional[str] = typer.Option(None, "--model", "-m", help="default, classic, a registered name or a "
+                                              "model folder (with --vectors: the vectors' own model by default)"),
           index_type: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large catalogs)"),
           dtype: str = typer.Option("float16", help="stored vector precision: float16 or float32"),
           overwrite: bool = typer.Option(False, help="replace an existing index"),
           require_metadata: bool = typer.Option(False, help="skip photos without a metadata row"),
           id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL,
           batch_size: int = typer.Option(64, min=1, max=4096)):
-    """Index a catalog: embed every photo and write an index directory."""
-    with RichProgress(err) as progress:
-        idx = Index.build(photos, metadata, out=out_dir, model=model, index_type=index_type, dtype=dtype,
-                          overwrite=overwrite, batch_size=batch_size, progress=progress, id_column=id_column,
-                          image_column=image_column, require_metadata=require_metadata)
-    print_report(idx.report)
+    """Index a catalog: embed every photo (or read Parquet vectors) and write an index directory."""
+    if vectors is not None:
+        if photos is not None or metadata is not None:
+            raise LookalikeError("--vectors builds from the Parquet shards alone (they hold the metadata); "
+                                 "give photos or --vectors, not both")
+        idx = Index.from_vectors(vectors, out=out_dir, model=model, index_type=index_type, dtype=dtype,
+                                 overwrite=overwrite)
+        err.print(f"read {len(idx):,} vectors from {vectors} in {idx.report.seconds:.1f} s")
+    else:
+        if photos is None and metadata is None:
+            raise LookalikeError("give a folder of photos (and/or --metadata CSV), or --vectors DIR")
+        with RichProgress(err) as progress:
+            idx = Index.build(photos, metadata, out=out_dir, model=model or "default", index_type=index_type,
+                              dtype=dtype, overwrite=overwrite, batch_size=batch_size, progress=progress,
+                              id_column=id_column, image_column=image_column, require_metadata=require_metadata)
+        print_report(idx.report)
     err.print(f"index written to [bold]{out_dir}[/] ({len(idx):,} products, model {idx.manifest['model']['id']})")
 
 
@@ -158,10 +171,40 @@ def remove(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 
 @app.command()
 @cli_errors
-def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
-          out_file: Path = typer.Option(..., "--out", "-o", help="vectors .npy (ids go to NAME.ids.txt)"),
-          model: str = MODEL, batch_size: int = typer.Option(64, min=1, max=4096)):
-    """Embed photos to an N x D float32 .npy of unit vectors, with their ids one a line beside it."""
+def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for Parquet: one folder)"),
+          out_path: Path = typer.Option(..., "--out", "-o", help="a folder: Parquet shards with metadata (for "
+                                        "`index --vectors`); a .npy file: vectors only (ids in NAME.ids.txt)"),
+          metadata: Optional[Path] = METADATA, model: str = MODEL,
+          shard_size: int = typer.Option(10_000, min=1, help="products a Parquet shard holds"),
+          overwrite: bool = typer.Option(False, help="Parquet: start again instead of resuming an earlier run"),
+          id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL,
+          batch_size: int = typer.Option(64, min=1, max=4096)):
+    """Embed photos: Parquet shards of ids, vectors and metadata (resumable), or an N x D float32 .npy."""
+    if out_path.suffix.lower() == ".npy":
+        if metadata is not None:
+            raise LookalikeError("--metadata goes with Parquet output (--out a folder), not a .npy file")
+        _embed_npy(inputs, out_path, model, batch_size)
+        return
+    from ..vectors import embed_catalog
+
+    if len(inputs) != 1 or not inputs[0].is_dir():
+        raise LookalikeError("Parquet output (--out a folder) embeds one catalog folder; give one folder of photos")
+    with RichProgress(err) as progress:
+        report = embed_catalog(inputs[0], metadata, out=out_path, model=model, shard_size=shard_size,
+                               batch_size=batch_size, overwrite=overwrite, progress=progress, id_column=id_column,
+                               image_column=image_column)
+    for line in report.problems.lines("embedded"):
+        err.print(f"  [yellow]note[/] {line}", highlight=False)
+    for pid, reason in report.skipped[:10]:
+        err.print(f"  [yellow]skipped[/] {reason}", highlight=False)
+    if len(report.skipped) > 10:
+        err.print(f"  ... and {len(report.skipped) - 10} more skipped")
+    kept = f", {report.shards_kept} kept from an earlier run" if report.shards_kept else ""
+    err.print(f"embedded {report.embedded:,} ({len(report.skipped)} skipped) in {report.seconds:.1f} s: "
+              f"{report.shards_written} shard(s) written to {out_path}{kept}")
+
+
+def _embed_npy(inputs: List[Path], out_file: Path, model: str, batch_size: int) -> None:
     files = photo_files(inputs)
     embedder = load_model(model)
     with RichProgress(err) as progress:

@@ -113,10 +113,7 @@ class Index:
               require_metadata: bool = False) -> "Index":
         """Read a catalog, embed every photo (skipping unreadable ones), and write the index to `out`.
         The returned index's `.report` says what was indexed and skipped."""
-        if index_type not in INDEX_TYPES:
-            raise LookalikeError(f"unknown index type {index_type!r} (choose {', '.join(INDEX_TYPES)})")
-        if dtype not in DTYPES:
-            raise LookalikeError(f"unknown vector dtype {dtype!r} (choose {', '.join(DTYPES)})")
+        _check_options(index_type, dtype)
         out = Path(out)
         _check_target(out, photos, overwrite)
         started = time.perf_counter()
@@ -125,7 +122,7 @@ class Index:
                                require_metadata=require_metadata)
         if not catalog.products:
             raise LookalikeError("no photos found to index" + "".join(f"; {l}" for l in catalog.problems.lines()))
-        columns = md.safe_columns(catalog.columns)        # clashing names are refused before any embedding
+        md.safe_columns(catalog.columns)        # clashing names are refused before any embedding
         progress = progress or NoProgress()
         progress.start(len(catalog.products), "indexing")
         result = embed_batch(embedder, [(i, p.path) for i, p in enumerate(catalog.products)],
@@ -134,24 +131,51 @@ class Index:
             raise LookalikeError(f"none of the {len(catalog.products)} photos could be read; first error: "
                                  f"{result.errors[0][1] if result.errors else '?'}")
         products = [catalog.products[i] for i in result.keys]
-        settings = {"model": {"name": embedder.name, "id": embedder.id, "dim": embedder.dim,
-                              "source": embedder.source or embedder.name},
-                    "metric": "cosine", "index_type": index_type, "dtype": dtype,
-                    "created": _now()}
-
-        def fill(tmp: Path) -> None:
-            index = _faiss_index(embedder.dim, index_type, dtype)
-            index.add(result.vectors)
-            _write_files(tmp, index, result.vectors.astype(dtype), columns,
-                         _records(products, result.hashes, catalog.columns, 0), columns, settings)
-
-        with write_lock(out):
-            _check_target(out, photos, overwrite)  # again: another writer may have made it meanwhile
-            write_atomically(out, fill)
+        cls._create(out, embedder.record, result.vectors, products, result.hashes, catalog.columns,
+                    index_type, dtype, overwrite, photos)
         index = cls(out, model=embedder)
         index.report = BuildReport(len(products), [(catalog.products[k].id, e) for k, e in result.errors],
                                    problems=catalog.problems, seconds=time.perf_counter() - started)
         return index
+
+    @classmethod
+    def from_vectors(cls, vectors: str | Path, *, out: str | Path, model: "str | Embedder | None" = None,
+                     index_type: str = "flat", dtype: str = "float16", overwrite: bool = False) -> "Index":
+        """Build an index from Parquet vectors (`lookalike embed --out DIR`: `lookalike.vectors`) without the
+        photos. The index records the vectors' model; `model`, when given, must be that model (else refused before
+        anything is written), and is what photo queries will be embedded with."""
+        from ..vectors import read_vectors
+
+        _check_options(index_type, dtype)
+        out = Path(out)
+        _check_target(out, None, overwrite)
+        started = time.perf_counter()
+        embedder = load_model(model) if model is not None else None
+        data = read_vectors(vectors, model_id=embedder.id if embedder is not None else None)
+        md.safe_columns(data.columns)
+        record = embedder.record if embedder is not None else data.model
+        cls._create(out, record, data.vectors, data.products(), data.hashes, data.columns, index_type, dtype,
+                    overwrite, None)
+        index = cls(out, model=embedder)
+        index.report = BuildReport(len(data.ids), seconds=time.perf_counter() - started)
+        return index
+
+    @classmethod
+    def _create(cls, out: Path, model: dict, vectors: np.ndarray, products: list[Product], hashes: Sequence,
+                columns: list[str], index_type: str, dtype: str, overwrite: bool, photos) -> None:
+        settings = {"model": {k: model[k] for k in ("name", "id", "dim", "source") if k in model},
+                    "metric": "cosine", "index_type": index_type, "dtype": dtype, "created": _now()}
+        safe = md.safe_columns(columns)
+
+        def fill(tmp: Path) -> None:
+            index = _faiss_index(int(model["dim"]), index_type, dtype)
+            index.add(vectors)
+            _write_files(tmp, index, vectors.astype(dtype), safe, _records(products, hashes, columns, 0), safe,
+                         settings)
+
+        with write_lock(out):
+            _check_target(out, photos, overwrite)  # again: another writer may have made it meanwhile
+            write_atomically(out, fill)
 
     # ---- the model -------------------------------------------------------------------------------------
     @property
@@ -583,6 +607,13 @@ class Index:
 
         write_atomically(self.path, fill)
         self._reload()
+
+
+def _check_options(index_type: str, dtype: str) -> None:
+    if index_type not in INDEX_TYPES:
+        raise LookalikeError(f"unknown index type {index_type!r} (choose {', '.join(INDEX_TYPES)})")
+    if dtype not in DTYPES:
+        raise LookalikeError(f"unknown vector dtype {dtype!r} (choose {', '.join(DTYPES)})")
 
 
 def _check_target(out: Path, photos: str | Path | None, overwrite: bool) -> None:

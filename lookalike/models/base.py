@@ -59,6 +59,11 @@ class Embedder:
     card: str | None = None
     source: str | None = None  # how to load it again: "default", "classic", a registered name or a folder
 
+    @property
+    def record(self) -> dict:
+        """What an index (or a shard of vectors) records of the model that made its vectors."""
+        return {"name": self.name, "id": self.id, "dim": self.dim, "source": self.source or self.name}
+
     def preprocess(self, image: Image.Image) -> np.ndarray:
         raise NotImplementedError
 
