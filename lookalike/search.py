@@ -98,7 +98,10 @@ def top_k(index, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = No
                 params.sel = selector
             if hasattr(index, "hnsw"):
                 params.efSearch = max(64, fetch)
-        scores, rows = index.search(queries, fetch, params=params)
+        if getattr(index, "approximate", False):     # candidates re-scored exactly (lookalike.index.ann)
+            scores, rows = index.search(queries, fetch, allowed=allowed, selector=selector)
+        else:
+            scores, rows = index.search(queries, fetch, params=params)
         out, short = [], False
         for qi in range(n):
             kept = _kept(rows[qi], scores[qi], k, exclude[qi], hashes, exclude_hashes[qi])

@@ -179,6 +179,8 @@ def test_float16_flat_finds_the_float32_neighbours(tmp_path, demo_index):
 
 def test_unknown_settings_are_refused(tmp_path):
     with pytest.raises(LookalikeError, match="index type"):
+        Index.build(DEMO, out=tmp_path / "x.idx", model="classic", index_type="annoy")
+    with pytest.raises(LookalikeError, match="at least 10,000 products"):      # refused before embedding
         Index.build(DEMO, out=tmp_path / "x.idx", model="classic", index_type="ivf")
     with pytest.raises(LookalikeError, match="no photos"):
         (tmp_path / "empty").mkdir()

@@ -71,7 +71,8 @@ def index(photos: Optional[Path] = typer.Argument(None, help="folder of product 
                                                  "embed --out DIR`) instead of photos"),
           model: Optional[str] = typer.Option(None, "--model", "-m", help="default, classic, a registered name or a "
                                               "model folder (with --vectors: the vectors' own model by default)"),
-          index_type: str = typer.Option("flat", help="flat (exact) or hnsw (approximate, for large catalogs)"),
+          index_type: str = typer.Option("flat", help="flat (exact), hnsw, ivf (approximate: compressed, for "
+                                         "millions) or auto (ivf from 200,000 products, else flat)"),
           dtype: str = typer.Option("float16", help="stored vector precision: float16 or float32"),
           overwrite: bool = typer.Option(False, help="replace an existing index"),
           require_metadata: bool = typer.Option(False, help="skip photos without a metadata row"),

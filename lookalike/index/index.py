@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import threading
 import time
@@ -22,12 +23,12 @@ from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
-from . import metadata as md
+from . import ann, metadata as md
 from .store import (read_version, replaceable, writable_folder, write_atomically, write_lock,
                     write_manifest)
 
 VECTORS, FAISS = "vectors.npy", "index.faiss"
-INDEX_TYPES = ("flat", "hnsw")
+INDEX_TYPES = ("flat", "hnsw", "ivf", "auto")
 DTYPES = ("float16", "float32")
 #: words + photo: the words' vector is added to the photo's with this weight (chosen on "in red/black/white"; 1.0: 0.48,
 #: 1.5: 0.59, 2.0: 0.63, 3.0: 0.60 of the top 10 in that colour and the same type; benchmarks/text.py)
@@ -51,7 +52,7 @@ class BuildReport:
         return (self.indexed + len(self.skipped)) / self.seconds if self.seconds else 0.0
 
 
-def _faiss_index(dim: int, index_type: str, dtype: str = "float32"):
+def _faiss_index(dim: int, index_type: str, dtype: str = "float32", train: np.ndarray | None = None):
     """`flat` is exhaustive search. With float16 vectors (the default) it keeps them as float16, zero-padded to a
     multiple of 16 dims so FAISS's SIMD kernels apply: half the memory read per query, the same neighbours up to
     float16 rounding (which the stored vectors have anyway); 35k x 420 dims, one query: 1.3 ms against 2.7 ms."""
@@ -63,6 +64,8 @@ def _faiss_index(dim: int, index_type: str, dtype: str = "float32"):
         padded = -(-dim // 16) * 16
         inner = faiss.IndexScalarQuantizer(padded, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
         return faiss.IndexPreTransform(faiss.RemapDimensionsTransform(dim, padded, False), inner)
+    if index_type == "ivf":
+        return ann.new_ivf(dim, train)
     if index_type == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
@@ -78,10 +81,15 @@ class Index:
 
         self.path = Path(path)
         # one version of the folder, whatever a writer swaps in meanwhile (see read_version)
-        self.manifest, data = read_version(self.path, (FAISS, md.FILE), verify=verify)
+        # an approximate index is searched through its stored vectors too (`ann.Refined`)
+        self.manifest, data = read_version(self.path, lambda manifest: (FAISS, md.FILE) + (
+            (VECTORS,) if manifest.get("index_type") == "ivf" else ()), verify=verify)
+        approximate = VECTORS in data
         try:
             self.faiss = faiss.deserialize_index(np.frombuffer(data.pop(FAISS), dtype=np.uint8))
-        except RuntimeError as exc:
+            if approximate:
+                self.faiss = ann.Refined(self.faiss, np.load(io.BytesIO(data.pop(VECTORS))))
+        except (RuntimeError, ValueError) as exc:
             raise IndexStoreError(f"{self.path}: cannot read {FAISS} ({str(exc).splitlines()[0]})") from None
         self.meta = md.MetadataStore(self.path / md.FILE, data.pop(md.FILE))
         self.ids = self.meta.ids()
@@ -122,6 +130,8 @@ class Index:
                                require_metadata=require_metadata)
         if not catalog.products:
             raise LookalikeError("no photos found to index" + "".join(f"; {l}" for l in catalog.problems.lines()))
+        if index_type == "ivf":
+            ann.check_size(len(catalog.products))       # refused before any embedding
         md.safe_columns(catalog.columns)        # clashing names are refused before any embedding
         progress = progress or NoProgress()
         progress.start(len(catalog.products), "indexing")
@@ -167,8 +177,12 @@ class Index:
                     "metric": "cosine", "index_type": index_type, "dtype": dtype, "created": _now()}
         safe = md.safe_columns(columns)
 
+        if index_type == "auto":
+            index_type = "ivf" if len(vectors) >= ann.AUTO_IVF_FROM else "flat"
+        settings["index_type"] = index_type
+
         def fill(tmp: Path) -> None:
-            index = _faiss_index(int(model["dim"]), index_type, dtype)
+            index = _faiss_index(int(model["dim"]), index_type, dtype, train=vectors)
             index.add(vectors)
             _write_files(tmp, index, vectors.astype(dtype), safe, _records(products, hashes, columns, 0), safe,
                          settings)
@@ -593,11 +607,17 @@ class Index:
         dtype = self.manifest["dtype"]
 
         def fill(tmp: Path) -> None:
-            if drop:
+            approximate = isinstance(self.faiss, ann.Refined)
+            own = self.faiss.index if approximate else self.faiss   # the FAISS index behind an approximate one
+            if drop and approximate:        # rows renumber: re-add them, keeping the trained quantisers
+                index = faiss.clone_index(own)
+                index.reset()
+                index.add(self.vectors()[keep])
+            elif drop:
                 index = _faiss_index(self.dim, self.manifest["index_type"], self.manifest["dtype"])
                 index.add(self.vectors()[keep])
             else:
-                index = faiss.clone_index(self.faiss)
+                index = faiss.clone_index(own)
             if len(vectors):
                 index.add(vectors)
             stored = np.load(self.path / VECTORS, mmap_mode="r")

@@ -205,9 +205,10 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, attempts: int = 20
-                 ) -> tuple[dict, dict[str, bytes]]:
-    """The manifest and the bytes of the files `names` of ONE version of the index at `folder`: all are read
+def read_version(folder: Path, names: "tuple[str, ...] | Callable[[dict], tuple[str, ...]]", verify: bool = False,
+                 attempts: int = 20) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and the bytes of the files `names` (or `names(manifest)`) of ONE version of the index at
+    `folder`: all are read
     through one handle on the directory, so a writer's swap between two reads cannot mix versions (each version's
     folder is immutable once in place). When the version is swapped out and removed mid-read, the read starts
     again on the new one (up to `attempts` times). Each file's size (and, with `verify`, checksum) must match the
@@ -220,7 +221,8 @@ def read_version(folder: Path, names: tuple[str, ...], verify: bool = False, att
         handle = _wait_for_version(folder)
         try:
             manifest = _check_manifest(folder, json.loads(_read_at(handle, MANIFEST, folder)), verify=False)
-            data = {name: _read_at(handle, name, folder) for name in names}
+            wanted = names(manifest) if callable(names) else names     # which files may depend on the manifest
+            data = {name: _read_at(handle, name, folder) for name in wanted}
             _check_files(folder, manifest, data, verify)
             for name, expected in manifest.get("files", {}).items():    # the files not read now are there too
                 if name not in data:

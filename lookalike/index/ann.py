@@ -1,0 +1,134 @@
+"""Approximate search for large catalogs: FAISS IVF-PQ for candidates, re-scored exactly on the stored vectors.
+
+`index_type="ivf"` (chosen by `auto` from AUTO_IVF_FROM products) keeps a compressed copy of each vector in an
+inverted file: `nlist` clusters (about 2 sqrt(N), a power of two, trained on TRAIN_PER_LIST vectors each) and per
+vector a product-quantised code of one byte per 4 dimensions (105 bytes for 420 dims). A query visits the `nprobe`
+nearest clusters, takes the CANDIDATES best codes and scores them again against the index's own float16 vectors
+(`vectors.npy`, kept anyway), so the order shown is exact among the candidates, and what is stored is the float16
+vectors plus about 113 bytes a product. Filters stay exact: a filter that leaves few products (EXACT_BELOW) is
+searched exhaustively over them; a wider one restricts the inverted file's scan to its rows and visits
+proportionally more clusters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: catalogs at least this large get `ivf` from `index_type="auto"` (smaller ones: exact `flat`)
+AUTO_IVF_FROM = 200_000
+#: candidates re-scored exactly per query (at least k)
+CANDIDATES = 128
+#: clusters visited per query (more for a filter that keeps a small share of the catalog)
+NPROBE = 32
+#: a filter keeping at most this many products is searched exhaustively over them
+EXACT_BELOW = 20_000
+#: training sample: this many vectors per cluster (FAISS's k-means wants at least 39)
+TRAIN_PER_LIST = 40
+
+
+def nlist_for(count: int) -> int:
+    return int(2 ** round(math.log2(max(16.0, 2 * math.sqrt(max(count, 1))))))
+
+
+#: fewer vectors than this cannot train the quantisers well
+IVF_MIN = 10_000
+
+
+def check_size(count: int) -> None:
+    """Refuse an ivf index for fewer than IVF_MIN products."""
+    from ..errors import LookalikeError
+
+    if count < IVF_MIN:
+        raise LookalikeError(f"an ivf index needs at least {IVF_MIN:,} products to train on ({count:,} here); "
+                             "use flat (exact, and fast at this size) or auto")
+
+
+def new_ivf(dim: int, vectors: np.ndarray, seed: int = 0):
+    """An IVF-PQ index trained on (a sample of) `vectors`: dims padded to a multiple of 4, one byte per 4 dims."""
+    import faiss
+
+    check_size(len(vectors))
+
+    padded = -(-dim // 4) * 4
+    nlist = min(nlist_for(len(vectors)), max(1, len(vectors) // TRAIN_PER_LIST))
+    quantizer = faiss.IndexFlatIP(padded)
+    ivf = faiss.IndexIVFPQ(quantizer, padded, nlist, padded // 4, 8, faiss.METRIC_INNER_PRODUCT)
+    ivf.own_fields = True
+    quantizer.this.disown()
+    ivf.cp.min_points_per_centroid = ivf.pq.cp.min_points_per_centroid = 5   # small samples are fine, say nothing
+    index = faiss.IndexPreTransform(faiss.RemapDimensionsTransform(dim, padded, False), ivf)
+    rng = np.random.default_rng(seed)
+    sample = vectors if len(vectors) <= nlist * TRAIN_PER_LIST else \
+        vectors[np.sort(rng.choice(len(vectors), nlist * TRAIN_PER_LIST, replace=False))]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def ivf_of(index):
+    import faiss
+
+    return faiss.extract_index_ivf(index)
+
+
+class Refined:
+    """An IVF index searched through its stored float16 `vectors`, with the interface `top_k` and `Index` use
+    (`ntotal`, `search`, `reconstruct*`). `index` is the FAISS index itself (what is written and cloned)."""
+
+    approximate = True
+
+    def __init__(self, index, vectors: np.ndarray):
+        self.index = index
+        self.vectors = vectors
+        self.nlist = ivf_of(index).nlist
+
+    @property
+    def ntotal(self) -> int:
+        return self.index.ntotal
+
+    def reconstruct(self, row: int) -> np.ndarray:
+        return np.asarray(self.vectors[row], dtype=np.float32)
+
+    def reconstruct_batch(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.vectors[np.asarray(rows)], dtype=np.float32)
+
+    def reconstruct_n(self, start: int, n: int) -> np.ndarray:
+        return np.asarray(self.vectors[start:start + n], dtype=np.float32)
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, selector=None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, rows) of the best `k` per query, rows -1 where fewer; among `allowed` rows when given."""
+        import faiss
+
+        if allowed is not None and len(allowed) <= max(EXACT_BELOW, k):
+            return self._exact(queries, np.asarray(allowed, dtype=np.int64), k)
+        fetch = max(k, CANDIDATES)
+        nprobe = NPROBE
+        if allowed is not None:          # a filter keeping a share s of the catalog: visit about 1/s as many clusters
+            nprobe = min(self.nlist, math.ceil(NPROBE * self.ntotal / max(len(allowed), 1)))
+        params = faiss.SearchParametersPreTransform()
+        params.index_params = faiss.SearchParametersIVF(nprobe=nprobe, sel=selector) if selector is not None else \
+            faiss.SearchParametersIVF(nprobe=nprobe)
+        _, candidates = self.index.search(queries, fetch, params=params)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        for i, found in enumerate(candidates):
+            found = found[found >= 0]
+            exact = self.reconstruct_batch(found) @ queries[i]
+            order = np.argsort(-exact, kind="stable")[:k]
+            scores[i, :len(order)], rows[i, :len(order)] = exact[order], found[order]
+        return scores, rows
+
+    def _exact(self, queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        rows = np.full((len(queries), k), -1, dtype=np.int64)
+        if not len(allowed):
+            return scores, rows
+        sims = queries @ self.reconstruct_batch(allowed).T
+        take = min(k, len(allowed))
+        for i, row_sims in enumerate(sims):
+            top = np.argpartition(-row_sims, take - 1)[:take]
+            top = top[np.argsort(-row_sims[top], kind="stable")]
+            scores[i, :take], rows[i, :take] = row_sims[top], allowed[top]
+        return scores, rows
