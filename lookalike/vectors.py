@@ -144,9 +144,10 @@ def _write_plan(out: Path, model: dict, shard_size: int, count: int, columns: li
 def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None, *, out: str | Path,
                   model="default", shard_size: int = SHARD_SIZE, batch_size: int = 64, overwrite: bool = False,
                   progress: Progress | None = None, id_column: str | None = None, image_column: str | None = None,
-                  require_metadata: bool = False) -> EmbedReport:
+                  require_metadata: bool = False, ray: str | None = None) -> EmbedReport:
     """Embed a catalog into Parquet shards in `out` (see the module's doc). A rerun into the same folder with the
-    same model and catalog keeps the shards already complete and embeds the rest."""
+    same model and catalog keeps the shards already complete and embeds the rest. `ray`: 'auto' (a local Ray) or
+    a cluster's address embeds the shards on Ray actors (`lookalike.distributed`), with the same result."""
     from .models import load_model
 
     started = time.perf_counter()
@@ -182,9 +183,14 @@ def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None,
             todo.append(number)
     progress = progress or NoProgress()
     progress.start(sum(len(plan[n]) for n in todo), "embedding")
-    for number in todo:
-        embedded, skipped = _embed_shard(embedder, out, record, columns, catalog.products, plan, number, batch_size,
-                                         progress)
+    if ray is not None and todo:
+        from .distributed import embed_shards
+
+        results = embed_shards(ray, record, out, columns, catalog.products, plan, todo, batch_size, progress)
+    else:
+        results = (_embed_shard(embedder, out, record, columns, catalog.products, plan, number, batch_size, progress)
+                   for number in todo)
+    for embedded, skipped in results:
         report.embedded += embedded
         report.skipped.extend(skipped)
         report.shards_written += 1

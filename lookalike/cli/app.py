@@ -178,12 +178,14 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for 
           metadata: Optional[Path] = METADATA, model: str = MODEL,
           shard_size: int = typer.Option(10_000, min=1, help="products a Parquet shard holds"),
           overwrite: bool = typer.Option(False, help="Parquet: start again instead of resuming an earlier run"),
+          ray: Optional[str] = typer.Option(None, "--ray", help="Parquet: embed on Ray (the ray extra): auto starts "
+                                            "a local Ray, HOST:PORT joins a running cluster"),
           id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL,
           batch_size: int = typer.Option(64, min=1, max=4096)):
     """Embed photos: Parquet shards of ids, vectors and metadata (resumable), or an N x D float32 .npy."""
     if out_path.suffix.lower() == ".npy":
-        if metadata is not None:
-            raise LookalikeError("--metadata goes with Parquet output (--out a folder), not a .npy file")
+        if metadata is not None or ray is not None:
+            raise LookalikeError("--metadata and --ray go with Parquet output (--out a folder), not a .npy file")
         _embed_npy(inputs, out_path, model, batch_size)
         return
     from ..vectors import embed_catalog
@@ -193,7 +195,7 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for 
     with RichProgress(err) as progress:
         report = embed_catalog(inputs[0], metadata, out=out_path, model=model, shard_size=shard_size,
                                batch_size=batch_size, overwrite=overwrite, progress=progress, id_column=id_column,
-                               image_column=image_column)
+                               image_column=image_column, ray=ray)
     for line in report.problems.lines("embedded"):
         err.print(f"  [yellow]note[/] {line}", highlight=False)
     for pid, reason in report.skipped[:10]:
