@@ -292,18 +292,22 @@ def test_soft_dice_scores_a_kinds_whole_extent():
 
 
 def test_an_ensemble_parser_averages_its_members(tmp_path):
-    """The shipped parser is an ensemble: its probabilities are the mean of its members', each run alone; a member
-    whose file does not match its checksum is refused."""
+    """The shipped parser is an ensemble of members with their own input sizes: its probabilities are the mean of
+    its members', each run alone and resized to the first's; a member whose file does not match its checksum is
+    refused."""
     import shutil
 
     from lookalike.errors import ModelError
-    from lookalike.look.parser import GarmentParser
+    from lookalike.look.parser import GarmentParser, resized
 
     manifest = json.loads((SHIPPED / "parser.json").read_text())
     n = len(manifest["members"])
     assert n >= 2
     photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB")
     alone = [GarmentParser(member_alone(tmp_path / f"m{i}", i)).parse(photo).probs for i in range(n)]
+    assert len({a.shape for a in alone}) > 1                   # members read the photo at different sizes
+    size = alone[0].shape[:0:-1]
+    alone = [a if a.shape[:0:-1] == size else resized(a, size) for a in alone]
     together = GarmentParser().parse(photo).probs
     assert all(not np.allclose(alone[i], alone[j], atol=1e-3) for i in range(n) for j in range(i))
     assert np.allclose(together, sum(alone) / n, atol=1e-5)

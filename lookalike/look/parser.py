@@ -50,8 +50,9 @@ class Region:
 
 class GarmentParser:
     """The parser in `folder`: `parser.json` names one ONNX file (`onnx`, `sha256`) or, for an ensemble,
-    `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. Members share the
-    input size and normalisation of the manifest. With `"flip": true` each member also reads the mirrored
+    `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. A member may have its
+    own input size and normalisation (`width`, `height`, `mean`, `std`; else the manifest's): its probabilities are
+    resized to the first member's before averaging. With `"flip": true` each member also reads the mirrored
     photo, and its mirrored-back probabilities join the average."""
 
     def __init__(self, folder: str | Path = SHIPPED):
@@ -64,13 +65,14 @@ class GarmentParser:
             raise ModelError(f"{folder}: no garment parser (parser.json) here") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self.sessions = []
+        self.sessions, self.inputs = [], []
         for member in self.manifest.get("members") or [self.manifest]:
             path = folder / member["onnx"]
             if sha256_file(path) != member["sha256"]:
                 raise ModelError(f"{path}: checksum does not match its manifest")
             self.sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-        self.width, self.height = self.manifest["width"], self.manifest["height"]
+            self.inputs.append(tuple(member.get(k, self.manifest[k]) for k in ("width", "height", "mean", "std")))
+        self.width, self.height = self.inputs[0][:2]
 
     def never_saw(self, number: int) -> bool:
         """Whether annotated CCP photo `number` was kept out of the training of every member, so that measuring
@@ -80,20 +82,27 @@ class GarmentParser:
 
     def parse(self, image: Image.Image) -> Parsed:
         """Fit the photo inside the parser input (keeping its aspect, padding with grey) and label pixels."""
+        readings, size = [], None
+        for session, (width, height, mean, std) in zip(self.sessions, self.inputs):
+            probs = self._read(session, image, width, height, mean, std)
+            size = size or probs.shape[:0:-1]
+            readings.append(probs if probs.shape[:0:-1] == size else resized(probs, size))
+        probs = sum(readings) / len(readings)
+        return Parsed(image.size, probs.argmax(0), probs)
+
+    def _read(self, session, image: Image.Image, width: int, height: int, mean: float, std: float) -> np.ndarray:
+        """One member's probabilities (classes, h, w) over the photo's part of its input (padding cut off)."""
         w, h = image.size
-        scale = min(self.width / w, self.height / h)
+        scale = min(width / w, height / h)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        x0, y0 = (self.width - nw) // 2, (self.height - nh) // 2
-        canvas = Image.new("RGB", (self.width, self.height), (128, 128, 128))
+        x0, y0 = (width - nw) // 2, (height - nh) // 2
+        canvas = Image.new("RGB", (width, height), (128, 128, 128))
         canvas.paste(image.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0), (x0, y0))
-        x = (np.asarray(canvas, np.float32) / 255 - self.manifest["mean"]) / self.manifest["std"]
-        x = x.transpose(2, 0, 1)[None]
+        x = ((np.asarray(canvas, np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
         # output 0 is the per-pixel probabilities (a parser may add others, e.g. its training-time presence head)
         views = [x, x[..., ::-1].copy()] if self.manifest.get("flip") else [x]
-        probs = sum(session.run(None, {"image": v})[0][0][..., ::-1 if k else 1]
-                    for session in self.sessions for k, v in enumerate(views)) / (len(self.sessions) * len(views))
-        probs = probs[:, y0:y0 + nh, x0:x0 + nw]
-        return Parsed((w, h), probs.argmax(0), probs)
+        probs = sum(session.run(None, {"image": v})[0][0][..., ::-1 if k else 1] for k, v in enumerate(views)) / len(views)
+        return probs[:, y0:y0 + nh, x0:x0 + nw]
 
     @staticmethod
     def regions(parsed: Parsed) -> list[Region]:
@@ -121,6 +130,11 @@ class GarmentParser:
                 continue
             out.append(Region(kind, box, round(score * min(1.0, area / (4 * MIN_AREA)), 4), area))
         return out
+
+
+def resized(probs: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Per-class probability maps resized (bilinear) to `size` (w, h)."""
+    return np.stack([np.asarray(Image.fromarray(c.astype(np.float32), "F").resize(size, Image.BILINEAR)) for c in probs])
 
 
 def components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
