@@ -130,6 +130,7 @@ def main() -> None:
     choose, measure = queries[:500], queries[500:]
     res = {"products": args.products, "model": base.manifest["model"]["id"], "index_type": ivf.manifest["index_type"],
            "nlist": getattr(ivf.faiss, "nlist", None), "nprobe": ann.NPROBE, "candidates": ann.CANDIDATES,
+           "filter_nprobe": ann.FILTER_NPROBE, "filter_candidates": ann.FILTER_CANDIDATES,
            "build_s": round(build_s, 1), "bytes_per_product": round(per_product, 1),
            "flat_build_s": round(flat_build_s, 1), "flat_bytes_per_product": round(flat_per_product, 1)}
     res["recall10_choosing"] = round(recall(ivf, x, choose), 4)
@@ -145,6 +146,7 @@ def main() -> None:
     for name, where in (("narrow", narrow), ("wide", wide)):
         allowed = np.asarray(ivf.meta.rows_where(where), dtype=np.int64)
         rows = measure[:200]
+        res[f"filter_{name}_recall10_choosing"] = round(recall(ivf, x, choose[:200], where=where, allowed=allowed), 4)
         hits = [ivf.search(ivf.ids[q], k=10, agree=False, where=where) for q in rows]
         ok = all(all(h.metadata[c] in v for c, v in where.items()) for hs in hits for h in hs)
         res[f"filter_{name}"] = {"products": int(len(allowed)), "all_pass": ok,
@@ -171,8 +173,9 @@ def report(res: dict) -> None:
     t.add_row("build from Parquet", f"{res['build_s'] / 60:.1f} min", f"{res['flat_build_s'] / 60:.1f} min", "<= 15 min")
     for name in ("narrow", "wide"):
         f = res[f"filter_{name}"]
-        t.add_row(f"{name} filter ({f['products']:,} products): recall@10, p50, all pass",
-                  f"{f['recall10']:.3f}, {f['p50_ms']:.2f} ms, {f['all_pass']}", "", "all pass")
+        t.add_row(f"{name} filter ({f['products']:,} products): recall@10 (choosing / measuring), p50, all pass",
+                  f"{res[f'filter_{name}_recall10_choosing']:.3f} / {f['recall10']:.3f}, {f['p50_ms']:.2f} ms, "
+                  f"{f['all_pass']}", "", "all pass")
     console.print(t)
 
 
