@@ -18,14 +18,16 @@ from .catalog import Product
 from .errors import LookalikeError
 from .progress import Progress
 
-def start(address: str) -> None:
-    """'auto' (or 'local'): a local Ray on this machine's cores; else the address of a running cluster."""
+def start(address: str) -> bool:
+    """'auto' (or 'local'): a local Ray on this machine's cores (not Ray's own meaning of 'auto', joining a running
+    cluster: give that cluster's HOST:PORT); else the address of a running cluster. False when Ray was running
+    already in this process (then the caller leaves it running)."""
     try:
         import ray
     except ImportError:
         raise LookalikeError("--ray needs Ray: pip install 'lookalike[ray]'") from None
     if ray.is_initialized():
-        return
+        return False
     import logging
 
     for name in ("ray", "ray.data"):       # our progress bar and summary say what happens; Ray's INFO lines do not
@@ -40,6 +42,7 @@ def start(address: str) -> None:
             ray.init(address=address, **options)
     except Exception as exc:   # ConnectionError, RuntimeError and others: one line, naming the address
         raise LookalikeError(f"cannot start or join Ray at {address!r}: {str(exc).splitlines()[0]}") from None
+    return True
 
 
 def _reachable(address: str, seconds: float = 5.0) -> None:
@@ -70,20 +73,16 @@ class _ShardEmbedder:
     def __call__(self, batch: dict) -> dict:
         import json
 
-        from .models.pipeline import embed_batch
-        from .vectors import write_shard
+        from .vectors import embed_shard
 
         numbers, embedded, skipped = [], [], []
         for number, ids, paths, meta in zip(batch["shard"], batch["ids"], batch["paths"], batch["meta"]):
             chunk = [Product(pid, Path(p) if p else None, m) for pid, p, m in zip(ids, paths, json.loads(meta))]
-            result = embed_batch(self.embedder, [(i, p.path) for i, p in enumerate(chunk)], batch_size=self.batch_size,
-                                 workers=1)
-            done = [chunk[k] for k in result.keys]
-            write_shard(self.out, int(number), self.record, self.columns, done, result.hashes,
-                        result.vectors.reshape(len(done), self.record["dim"]))
+            done, bad = embed_shard(self.embedder, self.out, int(number), self.record, self.columns, chunk,
+                                    self.batch_size, workers=1)
             numbers.append(int(number))
-            embedded.append(len(done))
-            skipped.append(json.dumps([(chunk[k].id, reason) for k, reason in result.errors]))
+            embedded.append(done)
+            skipped.append(json.dumps(bad))
         return {"shard": numbers, "embedded": embedded, "skipped": skipped, "size": [len(i) for i in batch["ids"]]}
 
 
@@ -93,7 +92,7 @@ def embed_shards(address: str, record: dict, out: Path, columns: list[str], prod
     """Embed the shards `todo` on Ray; yields (products embedded, [(id, reason) skipped]) per shard as each ends."""
     import json
 
-    start(address)
+    started = start(address)
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -109,6 +108,16 @@ def embed_shards(address: str, record: dict, out: Path, columns: list[str], prod
         _ShardEmbedder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
         fn_constructor_kwargs=dict(source=record["source"], out=str(out), record=record, columns=columns,
                                    batch_size=batch_size))
-    for row in data.iter_rows():
-        progress.advance(int(row["size"]))
-        yield int(row["embedded"]), [tuple(s) for s in json.loads(row["skipped"])]
+    try:
+        for row in data.iter_rows():
+            progress.advance(int(row["size"]))
+            yield int(row["embedded"]), [tuple(s) for s in json.loads(row["skipped"])]
+    except LookalikeError:
+        raise
+    except Exception as exc:     # a worker's error arrives wrapped by Ray: its last line says what went wrong
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise LookalikeError(f"embedding on Ray failed: {lines[-1] if lines else type(exc).__name__}; the shards "
+                             "written so far are kept, run the command again to finish") from None
+    finally:
+        if started:
+            ray.shutdown()

@@ -91,16 +91,16 @@ def top_k(index, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = No
     # 2 cores); the setting is per calling thread, so concurrent server requests each keep their own.
     faiss.omp_set_num_threads(1 if n < 16 else (os.cpu_count() or 1))
     while True:
-        params = None
-        if selector is not None or hasattr(index, "hnsw"):
-            params = faiss.SearchParametersHNSW() if hasattr(index, "hnsw") else faiss.SearchParameters()
-            if selector is not None:
-                params.sel = selector
-            if hasattr(index, "hnsw"):
-                params.efSearch = max(64, fetch)
         if getattr(index, "approximate", False):     # candidates re-scored exactly (lookalike.index.ann)
             scores, rows = index.search(queries, fetch, allowed=allowed, selector=selector)
         else:
+            params = None
+            if selector is not None or hasattr(index, "hnsw"):
+                params = faiss.SearchParametersHNSW() if hasattr(index, "hnsw") else faiss.SearchParameters()
+                if selector is not None:
+                    params.sel = selector
+                if hasattr(index, "hnsw"):
+                    params.efSearch = max(64, fetch)
             scores, rows = index.search(queries, fetch, params=params)
         out, short = [], False
         for qi in range(n):

@@ -59,6 +59,15 @@ class EmbedReport:
     problems: CatalogProblems = field(default_factory=CatalogProblems)
     seconds: float = 0.0
     out: Path | None = None
+    already_indexed: tuple = ()                                  # (what `cli.common.print_report` also reads)
+
+    @property
+    def indexed(self) -> int:
+        return self.embedded
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.embedded + len(self.skipped)) / self.seconds if self.seconds else 0.0
 
 
 @dataclass
@@ -82,9 +91,21 @@ def plan_shards(count: int, shard_size: int) -> list[range]:
     return [range(start, min(count, start + shard_size)) for start in range(0, count, shard_size)]
 
 
+def fingerprint(products: Sequence[Product]) -> str:
+    """What a shard (or a catalog) is made of: its products' ids and photo paths, hashed; a rerun keeps a shard
+    only when its products are the same."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for p in products:
+        digest.update(f"{p.id}\0{p.path}\n".encode())
+    return digest.hexdigest()
+
+
 def write_shard(folder: Path, number: int, model: dict, columns: Sequence[str], products: Sequence[Product],
-                hashes: Sequence[str | None], vectors: np.ndarray) -> Path:
-    """Write shard `number` atomically (a temporary file renamed into place)."""
+                hashes: Sequence[str | None], vectors: np.ndarray, planned: str | None = None) -> Path:
+    """Write shard `number` atomically (a temporary file renamed into place). `planned`: the fingerprint of the
+    products the plan gave it (skipped photos included)."""
     pa, pq = _pyarrow()
     dim = int(model["dim"])
     if vectors.shape != (len(products), dim):
@@ -95,7 +116,8 @@ def write_shard(folder: Path, number: int, model: dict, columns: Sequence[str], 
               pa.array([h or None for h in hashes], pa.string()),
               pa.FixedSizeListArray.from_arrays(flat, dim),
               *(pa.array([p.metadata.get(c) for p in products], pa.string()) for c in columns)]
-    meta = {"format": FORMAT, "version": 1, "model": model, "shard": number, "columns": list(columns)}
+    meta = {"format": FORMAT, "version": 1, "model": model, "shard": number, "columns": list(columns),
+            "products": planned}
     table = pa.Table.from_arrays(arrays, names=[*RESERVED, *columns]).replace_schema_metadata(
         {KEY: json.dumps(meta).encode()})
     path = folder / SHARD.format(number)
@@ -103,6 +125,8 @@ def write_shard(folder: Path, number: int, model: dict, columns: Sequence[str], 
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise VectorsError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -119,16 +143,18 @@ def shard_model(path: Path) -> dict | None:
     return record if isinstance(record, dict) and record.get("format") == FORMAT else None
 
 
-def _write_plan(out: Path, model: dict, shard_size: int, count: int, columns: list[str], overwrite: bool) -> None:
+def _write_plan(out: Path, model: dict, shard_size: int, count: int, columns: list[str], catalog: str,
+                overwrite: bool) -> None:
     plan = {"format": FORMAT, "version": 1, "model": model, "shard_size": shard_size, "products": count,
-            "columns": columns}
+            "columns": columns, "catalog": catalog}
     path = out / PLAN
     if path.exists() and not overwrite:
         try:
             old = json.loads(path.read_text())
         except ValueError:
             old = None
-        same = isinstance(old, dict) and all(old.get(k) == plan[k] for k in ("model", "shard_size", "products", "columns"))
+        same = isinstance(old, dict) and all(old.get(k) == plan[k] for k in ("model", "shard_size", "products", "columns",
+                                                                             "catalog"))
         if not same:
             raise VectorsError(f"{out} holds vectors of another run (another model, catalog or shard size); "
                                "write elsewhere or pass overwrite (--overwrite) to start again")
@@ -151,9 +177,12 @@ def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None,
     from .models import load_model
 
     started = time.perf_counter()
+    from .index.store import writable_folder
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VectorsError(f"{out} is a file; --out names a folder for the Parquet shards")
+    writable_folder(out / PLAN)      # a folder below a file, or a read-only one: refused before any work
     if shard_size < 1:
         raise VectorsError("shard size must be at least 1")
     _pyarrow()
@@ -169,15 +198,17 @@ def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None,
     record = embedder.record
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".part-*.tmp-*"):     # shards a killed run was writing
-        if not pid_alive(int(stale.name.rsplit("-", 1)[1])):
+        pid = stale.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or not pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
-    _write_plan(out, record, shard_size, len(catalog.products), columns, overwrite)
+    _write_plan(out, record, shard_size, len(catalog.products), columns, fingerprint(catalog.products), overwrite)
     report = EmbedReport(problems=catalog.problems, out=out)
     plan = plan_shards(len(catalog.products), shard_size)
     todo = []
     for number, positions in enumerate(plan):
         done = shard_model(out / SHARD.format(number))
-        if done is not None and done.get("model", {}).get("id") == record["id"] and done.get("shard") == number:
+        if done is not None and done.get("model", {}).get("id") == record["id"] and done.get("shard") == number \
+                and done.get("products") == fingerprint([catalog.products[i] for i in positions]):
             report.shards_kept += 1
         else:
             todo.append(number)
@@ -188,8 +219,8 @@ def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None,
 
         results = embed_shards(ray, record, out, columns, catalog.products, plan, todo, batch_size, progress)
     else:
-        results = (_embed_shard(embedder, out, record, columns, catalog.products, plan, number, batch_size, progress)
-                   for number in todo)
+        results = (embed_shard(embedder, out, number, record, columns, [catalog.products[i] for i in plan[number]],
+                               batch_size, progress) for number in todo)
     for embedded, skipped in results:
         report.embedded += embedded
         report.skipped.extend(skipped)
@@ -198,17 +229,18 @@ def embed_catalog(photos: str | Path | None, metadata: str | Path | None = None,
     return report
 
 
-def _embed_shard(embedder, out: Path, model: dict, columns: list[str], products: Sequence[Product],
-                 plan: list[range], number: int, batch_size: int, progress: Progress | None
-                 ) -> tuple[int, list[tuple[str, str]]]:
-    """Embed and write one shard; returns (products embedded, [(id, reason) skipped])."""
+def embed_shard(embedder, out: Path, number: int, model: dict, columns: list[str], chunk: Sequence[Product],
+                batch_size: int = 64, progress: Progress | None = None, workers: int | None = None
+                ) -> tuple[int, list[tuple[str, str]]]:
+    """Embed the products of shard `number` and write it; returns (products embedded, [(id, reason) skipped]).
+    The same on this machine and on a Ray actor (`lookalike.distributed`)."""
     from .models.pipeline import embed_batch
 
-    chunk = [products[i] for i in plan[number]]
     result = embed_batch(embedder, [(i, p.path) for i, p in enumerate(chunk)], batch_size=batch_size,
-                         progress=progress)
+                         progress=progress, workers=workers)
     done = [chunk[k] for k in result.keys]
-    write_shard(out, number, model, columns, done, result.hashes, result.vectors.reshape(len(done), model["dim"]))
+    write_shard(out, number, model, columns, done, result.hashes, result.vectors.reshape(len(done), model["dim"]),
+                planned=fingerprint(chunk))
     return len(done), [(chunk[k].id, reason) for k, reason in result.errors]
 
 
@@ -222,12 +254,16 @@ def shards(folder: str | Path) -> list[Path]:
     return found
 
 
-def read_vectors(folder: str | Path, model_id: str | None = None) -> Vectors:
+def read_vectors(folder: str | Path, model_id: str | None = None, dim: int | None = None) -> Vectors:
     """All shards of `folder`, checked before any is read in full: each must be a lookalike shard (or any Parquet
-    file with `id` and a fixed-size float `vector` column, when its model is given by `model_id`), all of one model,
-    of `model_id` when given, and no id may appear twice."""
+    file with `id` and a float list `vector` column, when its model is given by `model_id` and `dim`), all of one
+    model, of `model_id` when given, every vector of the model's length, no id twice, and every shard of the
+    folder's plan (`plan.json`, when there is one) present."""
     pa, pq = _pyarrow()
+    import pyarrow.compute as pc
+
     files = shards(folder)
+    _check_complete(Path(folder), files)
     model, columns = None, []
     for path in files:
         schema = _schema_of(path, pq)
@@ -244,7 +280,7 @@ def read_vectors(folder: str | Path, model_id: str | None = None) -> Vectors:
             if model_id is None:
                 raise VectorsError(f"{path}: does not say which model made its vectors (not written by `lookalike "
                                    "embed`); give the model (--model) that did")
-            theirs = {"id": model_id}
+            theirs = {"id": model_id, **({"dim": dim} if dim else {})}
         if model is None:
             model = theirs
         elif theirs.get("id") != model.get("id"):
@@ -264,9 +300,10 @@ def read_vectors(folder: str | Path, model_id: str | None = None) -> Vectors:
         paths += table.column("path").to_pylist() if "path" in table.column_names else [None] * n
         hashes += table.column("sha1").to_pylist() if "sha1" in table.column_names else [None] * n
         vec = table.column("vector").combine_chunks()
+        lengths = pc.list_value_length(vec).to_numpy(zero_copy_only=False) if n else np.zeros(0)
+        if n and (vec.null_count or (lengths != lengths[0]).any()):
+            raise VectorsError(f"{path}: vectors of different lengths, or missing")
         flat = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        if n and flat.size % n:
-            raise VectorsError(f"{path}: vectors of different lengths")
         chunks.append(flat.reshape(n, -1) if n else np.zeros((0, int(model.get("dim") or 0)), np.float32))
         here = [c for c in columns if c in table.column_names]
         values = {c: table.column(c).cast(pa.string()).to_pylist() for c in here}
@@ -285,6 +322,23 @@ def read_vectors(folder: str | Path, model_id: str | None = None) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors = vectors / np.maximum(norms, 1e-12)
     return Vectors({**model, "dim": int(vectors.shape[1])}, ids, paths, hashes, vectors, columns, metadata)
+
+
+def _check_complete(folder: Path, files: list[Path]) -> None:
+    """Refuse a folder whose plan (written by `embed_catalog`) names shards that are not there: an interrupted
+    `lookalike embed`, to be rerun before indexing."""
+    try:
+        plan = json.loads((folder / PLAN).read_text())
+        expected = len(plan_shards(int(plan["products"]), int(plan["shard_size"])))
+    except FileNotFoundError:
+        return
+    except (ValueError, KeyError, TypeError):
+        raise VectorsError(f"{folder / PLAN}: unreadable; embed again with --overwrite") from None
+    names = {p.name for p in files}
+    missing = [SHARD.format(n) for n in range(expected) if SHARD.format(n) not in names]
+    if missing:
+        raise VectorsError(f"{folder}: {len(missing)} of {expected} shards missing ({missing[0]}...): the embedding did "
+                           "not finish; run the same `lookalike embed` again to complete it")
 
 
 def _schema_of(path: Path, pq):

@@ -50,15 +50,23 @@ def test_ivf_finds_the_exact_neighbours(both):
     assert ivf.info()["bytes"] < flat.info()["bytes"]
 
 
-def test_filters_stay_exact(both):
+def test_filters_stay_exact(both, monkeypatch):
+    from lookalike.index import ann
+
     flat, ivf = both
     pid = flat.ids[7]
     narrow = {"group": ["3"], "colour": ["red"]}                 # ~70 products: searched exhaustively
     assert [r.id for r in ivf.search(pid, k=10, where=narrow, agree=False)] == \
         [r.id for r in flat.search(pid, k=10, where=narrow, agree=False)]
-    wide = {"colour": ["black"]}                                 # a third of the catalog: the inverted file's scan
+    # a third of the catalog: at this size it is searched exhaustively too, so lower the threshold to send it
+    # through the inverted file's scan with a bitmap of its rows, as a wide filter goes at a million products
+    monkeypatch.setattr(ann, "EXACT_BELOW", 1000)
+    wide = {"colour": ["black"]}
+    monkeypatch.setattr(ann.Refined, "_exact", lambda *a: pytest.fail("the exhaustive path was taken"))
     found = ivf.search(pid, k=50, where=wide, agree=False)
     assert len(found) == 50 and {r.metadata["colour"] for r in found} == {"black"}
+    exact = {r.id for r in flat.search(pid, k=10, where=wide, agree=False)}
+    assert len(exact & {r.id for r in found[:10]}) >= 8
     from lookalike.errors import FilterError
 
     with pytest.raises(FilterError, match="no product has group='99'"):

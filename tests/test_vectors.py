@@ -4,6 +4,7 @@ or shards without the needed columns are refused before anything is written."""
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -56,7 +57,8 @@ def test_a_rerun_embeds_only_the_missing_shards(catalog, tmp_path):
     out = tmp_path / "vec"
     embed_catalog(photos, meta, out=out, model="classic", shard_size=25)
     (out / "part-00001.parquet").unlink()                        # as if killed while writing shard 1
-    (out / ".part-00001.parquet.tmp-999").write_bytes(b"half a shard")
+    dead = _dead_pid()
+    (out / f".part-00001.parquet.tmp-{dead}").write_bytes(b"half a shard")
     again = embed_catalog(photos, meta, out=out, model="classic", shard_size=25)
     assert (again.shards_kept, again.shards_written, again.embedded) == (2, 1, 25)
     data = read_vectors(out)
@@ -92,7 +94,8 @@ def test_cli_embed_then_index_from_vectors(catalog, tmp_path):
     photos, meta = catalog
     result = run_cli("embed", photos, "--metadata", meta, "--out", tmp_path / "vec", "--model", "classic",
                      "--shard-size", "40")
-    assert "embedded 60 (1 skipped)" in result.output and "2 shard(s)" in result.output
+    assert "embedded" in result.output and "60" in result.output and "broken" in result.output
+    assert "2 shard(s) written" in result.output
     result = run_cli("index", "--vectors", tmp_path / "vec", "--out", tmp_path / "v.idx")
     assert "read 60 vectors" in result.output and len(Index.load(tmp_path / "v.idx")) == 60
     pid = Index.load(tmp_path / "v.idx").ids[0]
@@ -102,3 +105,38 @@ def test_cli_embed_then_index_from_vectors(catalog, tmp_path):
     assert "not of" in refused.output and "Traceback" not in refused.output and not (tmp_path / "w.idx").exists()
     both = run_cli("index", photos, "--vectors", tmp_path / "vec", "--out", tmp_path / "w.idx", code=2)
     assert "not both" in both.output
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (a killed embedding run's)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_rerun_over_another_catalog_embeds_again_and_an_unfinished_folder_is_refused(catalog, tmp_path):
+    photos, meta = catalog
+    out = tmp_path / "vec"
+    embed_catalog(photos, meta, out=out, model="classic", shard_size=25)
+    hats = sorted((photos / "hat").glob("*.jpg"))
+    hats[0].rename(hats[0].with_name("other.jpg"))         # the same model, columns and count; other products
+    meta.write_text(meta.read_text().replace(hats[0].stem, "other"))
+    with pytest.raises(VectorsError, match="another run"):
+        embed_catalog(photos, meta, out=out, model="classic", shard_size=25)
+    (out / "part-00002.parquet").unlink()
+    with pytest.raises(VectorsError, match="1 of 3 shards missing"):
+        Index.from_vectors(out, out=tmp_path / "x.idx")
+    assert not (tmp_path / "x.idx").exists()
+
+
+def test_vectors_of_the_wrong_length_are_refused(tmp_path):
+    folder = tmp_path / "foreign"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": ["a", "b"], "vector": [[0.1, 0.2, 0.3], [0.1, 0.2, 0.3, 0.4, 0.5]]}),
+                   folder / "x.parquet")
+    with pytest.raises(VectorsError, match="different lengths"):
+        read_vectors(folder, model_id="classic-v1")
+    pq.write_table(pa.table({"id": ["a", "b"], "vector": [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]}), folder / "x.parquet")
+    with pytest.raises(VectorsError, match="3 dims, but the model's have"):
+        Index.from_vectors(folder, out=tmp_path / "x.idx", model="classic")
+    assert not (tmp_path / "x.idx").exists()

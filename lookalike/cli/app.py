@@ -196,15 +196,9 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for 
         report = embed_catalog(inputs[0], metadata, out=out_path, model=model, shard_size=shard_size,
                                batch_size=batch_size, overwrite=overwrite, progress=progress, id_column=id_column,
                                image_column=image_column, ray=ray)
-    for line in report.problems.lines("embedded"):
-        err.print(f"  [yellow]note[/] {line}", highlight=False)
-    for pid, reason in report.skipped[:10]:
-        err.print(f"  [yellow]skipped[/] {reason}", highlight=False)
-    if len(report.skipped) > 10:
-        err.print(f"  ... and {len(report.skipped) - 10} more skipped")
+    print_report(report, "embedded")
     kept = f", {report.shards_kept} kept from an earlier run" if report.shards_kept else ""
-    err.print(f"embedded {report.embedded:,} ({len(report.skipped)} skipped) in {report.seconds:.1f} s: "
-              f"{report.shards_written} shard(s) written to {out_path}{kept}")
+    err.print(f"{report.shards_written} shard(s) written to {out_path}{kept}")
 
 
 def _embed_npy(inputs: List[Path], out_file: Path, model: str, batch_size: int) -> None:

@@ -28,16 +28,14 @@ FILTER_NPROBE = 64
 FILTER_CANDIDATES = 256
 #: a filter keeping at most this many products is searched exhaustively over them
 EXACT_BELOW = 20_000
+#: fewer vectors than this cannot train the quantisers well
+IVF_MIN = 10_000
 #: training sample: this many vectors per cluster (FAISS's k-means wants at least 39)
 TRAIN_PER_LIST = 40
 
 
 def nlist_for(count: int) -> int:
     return int(2 ** round(math.log2(max(16.0, 2 * math.sqrt(max(count, 1))))))
-
-
-#: fewer vectors than this cannot train the quantisers well
-IVF_MIN = 10_000
 
 
 def check_size(count: int) -> None:
@@ -86,7 +84,6 @@ class Refined:
         self.index = index
         self.vectors = vectors
         self.nlist = ivf_of(index).nlist
-        self._bits = None       # (allowed rows, selector, its bits) of the last filter
         self._decoder = None
 
     @property
@@ -121,12 +118,11 @@ class Refined:
         if allowed is not None and len(allowed) <= max(EXACT_BELOW, k):
             return self._exact(queries, np.asarray(allowed, dtype=np.int64), k)
         fetch = max(k, CANDIDATES)
-        inner, bits = faiss.SearchParametersIVF(nprobe=NPROBE), None
+        inner = faiss.SearchParametersIVF(nprobe=NPROBE)
         if allowed is not None:          # a filter keeping a share s of the catalog: visit about 1/s as many clusters
             fetch = max(k, FILTER_CANDIDATES)
             inner.nprobe = min(self.nlist, math.ceil(FILTER_NPROBE * self.ntotal / max(len(allowed), 1)))
-            bits = self._bitmap(allowed)     # held here until the search ends: the selector points into it
-            inner.sel = bits[1]
+            inner.sel = selector if selector is not None else self.selector(allowed)
         params = faiss.SearchParametersPreTransform()
         params.index_params = inner
         _, candidates = self.index.search(queries, fetch, params=params)
@@ -139,17 +135,17 @@ class Refined:
             scores[i, :len(order)], rows[i, :len(order)] = exact[order], found[order]
         return scores, rows
 
-    def _bitmap(self, allowed: np.ndarray):
-        """A FAISS bitmap selector of the allowed rows (a bit a product: a lookup per code scanned, where a
-        batch selector hashes), kept for the last filter used (a filter's rows are one cached array)."""
+    def selector(self, rows: np.ndarray):
+        """A FAISS bitmap selector of `rows` (a bit a product: a lookup per code scanned, where a batch selector
+        hashes); it holds its bits. `Index` caches one per filter."""
         import faiss
 
-        if self._bits is None or self._bits[0] is not allowed:
-            mask = np.zeros(self.ntotal, dtype=bool)
-            mask[allowed] = True
-            bits = np.packbits(mask, bitorder="little")
-            self._bits = (allowed, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits)), bits)
-        return self._bits
+        mask = np.zeros(self.ntotal, dtype=bool)
+        mask[rows] = True
+        bits = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        selector.bits = bits            # the selector points into the array: kept alive with it
+        return selector
 
     def _exact(self, queries: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)

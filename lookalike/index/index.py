@@ -87,10 +87,10 @@ class Index:
         approximate = VECTORS in data
         try:
             self.faiss = faiss.deserialize_index(np.frombuffer(data.pop(FAISS), dtype=np.uint8))
-            if approximate:
-                self.faiss = ann.Refined(self.faiss, np.load(io.BytesIO(data.pop(VECTORS))))
-        except (RuntimeError, ValueError) as exc:
+        except RuntimeError as exc:
             raise IndexStoreError(f"{self.path}: cannot read {FAISS} ({str(exc).splitlines()[0]})") from None
+        if approximate:
+            self.faiss = ann.Refined(self.faiss, _npy(data.pop(VECTORS), self.path / VECTORS))
         self.meta = md.MetadataStore(self.path / md.FILE, data.pop(md.FILE))
         self.ids = self.meta.ids()
         if len(self.ids) != self.faiss.ntotal or len(self.ids) != self.manifest["count"]:
@@ -161,8 +161,8 @@ class Index:
         _check_target(out, None, overwrite)
         started = time.perf_counter()
         embedder = load_model(model) if model is not None else None
-        data = read_vectors(vectors, model_id=embedder.id if embedder is not None else None)
-        md.safe_columns(data.columns)
+        data = read_vectors(vectors, model_id=embedder.id if embedder is not None else None,
+                            dim=embedder.dim if embedder is not None else None)
         record = embedder.record if embedder is not None else data.model
         cls._create(out, record, data.vectors, data.products(), data.hashes, data.columns, index_type, dtype,
                     overwrite, None)
@@ -173,13 +173,11 @@ class Index:
     @classmethod
     def _create(cls, out: Path, model: dict, vectors: np.ndarray, products: list[Product], hashes: Sequence,
                 columns: list[str], index_type: str, dtype: str, overwrite: bool, photos) -> None:
+        if index_type == "auto":
+            index_type = "ivf" if len(vectors) >= ann.AUTO_IVF_FROM else "flat"
         settings = {"model": {k: model[k] for k in ("name", "id", "dim", "source") if k in model},
                     "metric": "cosine", "index_type": index_type, "dtype": dtype, "created": _now()}
         safe = md.safe_columns(columns)
-
-        if index_type == "auto":
-            index_type = "ivf" if len(vectors) >= ann.AUTO_IVF_FROM else "flat"
-        settings["index_type"] = index_type
 
         def fill(tmp: Path) -> None:
             index = _faiss_index(int(model["dim"]), index_type, dtype, train=vectors)
@@ -534,7 +532,11 @@ class Index:
 
         def make():
             rows = self.meta.rows_where(where)
-            return rows, (faiss.IDSelectorBatch(rows) if len(rows) else None)
+            if not len(rows):
+                return rows, None
+            if isinstance(self.faiss, ann.Refined):      # its scan checks a bitmap (a bit a product)
+                return rows, self.faiss.selector(rows)
+            return rows, faiss.IDSelectorBatch(rows)
 
         return self._selectors.get(key, make)
 
@@ -612,7 +614,8 @@ class Index:
             if drop and approximate:        # rows renumber: re-add them, keeping the trained quantisers
                 index = faiss.clone_index(own)
                 index.reset()
-                index.add(self.vectors()[keep])
+                for start in range(0, len(keep), 100_000):      # float32 a chunk at a time, not the whole catalog
+                    index.add(self.vectors_of(keep[start:start + 100_000]))
             elif drop:
                 index = _faiss_index(self.dim, self.manifest["index_type"], self.manifest["dtype"])
                 index.add(self.vectors()[keep])
@@ -627,6 +630,19 @@ class Index:
 
         write_atomically(self.path, fill)
         self._reload()
+
+
+def _npy(data: bytes, path: Path) -> np.ndarray:
+    """The array in the bytes of a .npy file, without copying them."""
+    try:
+        stream = io.BytesIO(data)
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(stream)
+        return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=stream.tell()).reshape(
+            shape, order="F" if fortran else "C")
+    except ValueError as exc:
+        raise IndexStoreError(f"{path}: unreadable ({str(exc).splitlines()[0]}); rebuild the index") from None
 
 
 def _check_options(index_type: str, dtype: str) -> None:

@@ -71,7 +71,8 @@ class GarmentParser:
             if sha256_file(path) != member["sha256"]:
                 raise ModelError(f"{path}: checksum does not match its manifest")
             self.sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-            self.inputs.append(tuple(member.get(k, self.manifest[k]) for k in ("width", "height", "mean", "std")))
+            self.inputs.append(tuple(member[k] if k in member else self.manifest[k]
+                                     for k in ("width", "height", "mean", "std")))
         self.width, self.height = self.inputs[0][:2]
 
     def never_saw(self, number: int) -> bool:
