@@ -58,9 +58,8 @@ def test_filters_stay_exact(both, monkeypatch):
     narrow = {"group": ["3"], "colour": ["red"]}                 # ~70 products: searched exhaustively
     assert [r.id for r in ivf.search(pid, k=10, where=narrow, agree=False)] == \
         [r.id for r in flat.search(pid, k=10, where=narrow, agree=False)]
-    # a third of the catalog: at this size it is searched exhaustively too, so lower the threshold to send it
-    # through the inverted file's scan with a bitmap of its rows, as a wide filter goes at a million products
-    monkeypatch.setattr(ann, "EXACT_BELOW", 1000)
+    # a third of the catalog: the inverted file's scan with a bitmap of its rows, never the exhaustive path
+    assert ann.EXACT_BELOW < N // 3
     wide = {"colour": ["black"]}
     monkeypatch.setattr(ann.Refined, "_exact", lambda *a: pytest.fail("the exhaustive path was taken"))
     found = ivf.search(pid, k=50, where=wide, agree=False)
