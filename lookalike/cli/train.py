@@ -189,7 +189,7 @@ def _stages(text: Optional[str], option: str, example: str, least: int) -> Optio
 @cli_errors
 def classify(inputs: List[Path] = typer.Argument(..., help="photos or folders"),
              model: str = typer.Option("default", "--model", "-m"),
-             index: Optional[Path] = typer.Option(None, "--index", "-i", help="blend the model's prediction with the "
+             index: Optional[str] = typer.Option(None, "--index", "-i", help="blend the model's prediction with the "
                                                   "labels of this catalog's nearest products (its model is used)"),
              column: Optional[List[str]] = typer.Option(None, "--column", "-c", help="with --index: a column to "
                                                         "predict (repeatable; default: the model's heads)"),

@@ -24,6 +24,7 @@ from ..progress import NoProgress, Progress
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import ann, metadata as md
+from .database import is_url
 from .store import (read_version, replaceable, writable_folder, write_atomically, write_lock,
                     write_manifest)
 
@@ -79,6 +80,9 @@ class Index:
     def __init__(self, path: str | Path, model: "str | Embedder | None" = None, verify: bool = False):
         import faiss
 
+        if str(path).lower().startswith(("postgresql:/", "postgres:/")):    # a URL passed through Path() lost a /
+            raise IndexStoreError("a database URL must be given as a string (postgresql://...); as a Path it loses "
+                                  "one of its slashes")
         self.path = Path(path)
         # one version of the folder, whatever a writer swaps in meanwhile (see read_version)
         # an approximate index is searched through its stored vectors too (`ann.Refined`)
@@ -110,20 +114,24 @@ class Index:
     @classmethod
     def load(cls, path: str | Path, model: "str | Embedder | None" = None, verify: bool = False) -> "Index":
         """Open an index. `model` overrides the one recorded in the manifest (it must be the same model);
-        `verify` checks every file's sha256 as well as its size."""
+        `verify` checks every file's sha256 as well as its size. A `postgresql://` URL opens an index kept in
+        PostgreSQL (`lookalike.index.postgres`)."""
+        if is_url(path):
+            from .postgres import PgIndex
+
+            return PgIndex(path, model=model)
         return cls(path, model=model, verify=verify)
 
     @classmethod
     def build(cls, photos: str | Path | None, metadata: str | Path | None = None, *, out: str | Path,
-              model: "str | Embedder" = "default", index_type: str = "flat", dtype: str = "float16",
+              model: "str | Embedder" = "default", index_type: str | None = None, dtype: str = "float16",
               overwrite: bool = False, batch_size: int = 64, progress: Progress | None = None,
               id_column: str | None = None, image_column: str | None = None,
               require_metadata: bool = False) -> "Index":
         """Read a catalog, embed every photo (skipping unreadable ones), and write the index to `out`.
         The returned index's `.report` says what was indexed and skipped."""
-        _check_options(index_type, dtype)
-        out = Path(out)
-        _check_target(out, photos, overwrite)
+        index_type = _check_options(index_type, dtype, out)
+        out = _check_target(out, photos, overwrite)
         started = time.perf_counter()
         embedder = load_model(model)
         catalog = Catalog.read(photos, metadata, id_column=id_column, image_column=image_column,
@@ -143,22 +151,21 @@ class Index:
         products = [catalog.products[i] for i in result.keys]
         cls._create(out, embedder.record, result.vectors, products, result.hashes, catalog.columns,
                     index_type, dtype, overwrite, photos)
-        index = cls(out, model=embedder)
+        index = cls.load(out, model=embedder)
         index.report = BuildReport(len(products), [(catalog.products[k].id, e) for k, e in result.errors],
                                    problems=catalog.problems, seconds=time.perf_counter() - started)
         return index
 
     @classmethod
     def from_vectors(cls, vectors: str | Path, *, out: str | Path, model: "str | Embedder | None" = None,
-                     index_type: str = "flat", dtype: str = "float16", overwrite: bool = False) -> "Index":
+                     index_type: str | None = None, dtype: str = "float16", overwrite: bool = False) -> "Index":
         """Build an index from Parquet vectors (`lookalike embed --out DIR`: `lookalike.vectors`) without the
         photos. The index records the vectors' model; `model`, when given, must be that model (else refused before
         anything is written), and is what photo queries will be embedded with."""
         from ..vectors import read_vectors
 
-        _check_options(index_type, dtype)
-        out = Path(out)
-        _check_target(out, None, overwrite)
+        index_type = _check_options(index_type, dtype, out)
+        out = _check_target(out, None, overwrite)
         started = time.perf_counter()
         embedder = load_model(model) if model is not None else None
         data = read_vectors(vectors, model_id=embedder.id if embedder is not None else None,
@@ -166,13 +173,17 @@ class Index:
         record = embedder.record if embedder is not None else data.model
         cls._create(out, record, data.vectors, data.products(), data.hashes, data.columns, index_type, dtype,
                     overwrite, None)
-        index = cls(out, model=embedder)
+        index = cls.load(out, model=embedder)
         index.report = BuildReport(len(data.ids), seconds=time.perf_counter() - started)
         return index
 
     @classmethod
-    def _create(cls, out: Path, model: dict, vectors: np.ndarray, products: list[Product], hashes: Sequence,
+    def _create(cls, out: "Path | str", model: dict, vectors: np.ndarray, products: list[Product], hashes: Sequence,
                 columns: list[str], index_type: str, dtype: str, overwrite: bool, photos) -> None:
+        if is_url(out):
+            from . import postgres
+
+            return postgres.create(out, model, vectors, products, hashes, columns, index_type, dtype, overwrite)
         if index_type == "auto":
             index_type = "ivf" if len(vectors) >= ann.AUTO_IVF_FROM else "flat"
         settings = {"model": {k: model[k] for k in ("name", "id", "dim", "source") if k in model},
@@ -245,8 +256,20 @@ class Index:
 
     def get(self, pid: str) -> Result:
         """A product's metadata and photo path, as a result with score 1."""
-        rec = self.meta.records([self.row(pid)])[self.row(pid)]
+        row = self.row(pid)
+        rec = self.meta.records([row]).get(row)
+        if rec is None:         # removed since (a database another process writes)
+            raise NotFoundError(f"no product with id {pid!r}")
         return _result(rec, 1.0)
+
+    def random_id(self, where: Where | None = None) -> str | None:
+        """A product id drawn at random among those `where` keeps (None when none is)."""
+        import random
+
+        rows = self._allowed(where)
+        if rows is None:
+            return random.choice(self.ids) if self.ids else None
+        return self.ids[int(random.choice(rows))] if len(rows) else None
 
     def facets(self, column: str) -> list[tuple[str, int]]:
         return self.meta.facets(column)
@@ -312,14 +335,15 @@ class Index:
         if fulltext is None:
             return self.search_many([prepared], k, where=narrowed, **options)[0]
         by_vector = self.search_many([prepared], max(k, FUSION_POOL), where=narrowed, **options)[0]
-        allowed, _ = self._filter(narrowed)
+        allowed = self._allowed(narrowed)
         excluded = {self.row(pid) for pid in options.get("exclude", ())}
         by_words = fulltext.search(text, max(k, FUSION_POOL), allowed=allowed, exclude=excluded)
-        found = {self._rows[r.id]: r for r in by_vector}
+        rows_of = self._rows_of([r.id for r in by_vector])
+        found = {rows_of[r.id]: r for r in by_vector if r.id in rows_of}
         order = fuse([list(found), [row for row, _ in by_words]], [1.0, words_weight(text)])
         kept, shown = [], set()
         for row in order:          # a copy of a photo already shown is left out, as in the vector ranking
-            digest = int(self._hashes[row])
+            digest = self._hash_of(row)
             if digest and digest in shown and options.get("collapse_duplicates", True):
                 continue
             shown.add(digest)
@@ -379,16 +403,12 @@ class Index:
             skip, skip_hash = set(excluded), set()
             if row is not None and exclude_self:      # (a query's own row, even when its labels are not used)
                 skip.add(row)
-                if self._hashes[row]:
-                    skip_hash.add(int(self._hashes[row]))
+                if self._hash_of(row):
+                    skip_hash.add(self._hash_of(row))
             excl.append(skip)
             excl_hash.append(skip_hash)
-        allowed, selector = self._filter(where)
-        if allowed is not None and len(allowed) == 0:
-            return [[] for _ in queries]
-        hits = top_k(self.faiss, np.stack(vecs), max(k, agreement.pool) if columns else k, allowed=allowed,
-                     exclude=excl, selector=selector, hashes=self._hashes if collapse_duplicates else None,
-                     exclude_hashes=excl_hash)
+        hits = self._nearest(np.stack(vecs), max(k, agreement.pool) if columns else k, where=where, exclude=excl,
+                             exclude_hashes=excl_hash, collapse=collapse_duplicates)
         if columns:
             hits = [self._agreeing(h, agreement, columns, probs, row)[:k] for h, probs, row in zip(hits, heads, rows)]
         records = self.meta.records({r for row_hits in hits for r, _ in row_hits})
@@ -400,7 +420,7 @@ class Index:
         self._check_same(columns)
         out = normalise_where(where)
         query = query if isinstance(query, _Prepared) else _Prepared(*self._query_vector(query, with_heads=True))
-        own = self.get(self.ids[query.row]).metadata if query.row is not None else {}
+        own = _result(self.meta.records([query.row])[query.row], 1.0).metadata if query.row is not None else {}
         missing = [c for c in columns if not own.get(c)]
         predicted = self.classify(query, top=1, columns=missing) if missing else {}
         for column in columns:
@@ -436,7 +456,7 @@ class Index:
         for column in columns:
             self._label_codes(column)
         if len(self):
-            self.search(self.ids[0], k=10)
+            self.search(self.random_id(), k=10)
         if self.answers_words:     # the sentence encoder and the full-text table, so words are fast from the first
             self.model.text_alignment()
             self.fulltext()
@@ -476,7 +496,8 @@ class Index:
                               f"({listed(self.columns) or 'none'}) nor a head of the model")
         agreement = CLASSIFY
         vec, row, probs = self._query_vector(image, with_heads=True)
-        hits = top_k(self.faiss, vec[None], agreement.voters, exclude=[{row} if row is not None else set()])[0]
+        hits = self._nearest(vec[None], agreement.voters, exclude=[{row} if row is not None else set()],
+                             collapse=False)[0]
         rows = np.fromiter((r for r, _ in hits), np.int64, len(hits))
         scores = np.fromiter((s for _, s in hits), np.float64, len(hits))
         out = {}
@@ -512,15 +533,40 @@ class Index:
             return vec / max(float(np.linalg.norm(vec)), 1e-12), None, None
         if isinstance(query, (str, int)) and not isinstance(query, bool):
             pid = str(query)
-            if pid in self._rows:
-                row = self._rows[pid]
-                return self.faiss.reconstruct(row), row, None
+            row = self._row_or_none(pid)
+            if row is not None:
+                return self.vectors_of([row])[0], row, None
             if not Path(pid).is_file():
                 raise NotFoundError(f"{pid!r} is neither a product id in this index nor an image file")
         if with_heads and self.model.heads:
             out = embed_batch(self.model, [(0, query)], skip_errors=False, with_heads=True)
             return out.vectors[0], None, {h: p[0] for h, p in out.heads.items()}
         return self.model.encode(query), None, None
+
+    # ---- what a store does its own way (`lookalike.index.postgres.PgIndex` does them in SQL) ----------------
+    def _row_or_none(self, pid: str) -> int | None:
+        return self._rows.get(str(pid))
+
+    def _rows_of(self, ids: Sequence[str]) -> dict[str, int]:
+        return {pid: self._rows[pid] for pid in ids if pid in self._rows}
+
+    def _hash_of(self, row: int) -> int:
+        """The first 64 bits of the product's image sha1 (0 when unknown)."""
+        return int(self._hashes[row])
+
+    def _nearest(self, vectors: np.ndarray, k: int, *, where: Where | None = None,
+                 exclude: Sequence[set[int]] | None = None, exclude_hashes: Sequence[set[int]] | None = None,
+                 collapse: bool = True) -> list[list[tuple[int, float]]]:
+        """The best `k` (row, score) of each query vector among the products `where` keeps (see `top_k`)."""
+        allowed, selector = self._filter(where)
+        if allowed is not None and len(allowed) == 0:
+            return [[] for _ in vectors]
+        return top_k(self.faiss, vectors, k, allowed=allowed, exclude=exclude, selector=selector,
+                     hashes=self._hashes if collapse else None, exclude_hashes=exclude_hashes)
+
+    def _allowed(self, where: Where | None) -> np.ndarray | None:
+        """The rows `where` keeps (None: all)."""
+        return self._filter(where)[0]
 
     def _filter(self, where: Where | None):
         import faiss
@@ -645,17 +691,31 @@ def _npy(data: bytes, path: Path) -> np.ndarray:
         raise IndexStoreError(f"{path}: unreadable ({str(exc).splitlines()[0]}); rebuild the index") from None
 
 
-def _check_options(index_type: str, dtype: str) -> None:
+def _check_options(index_type: str | None, dtype: str, out=None) -> str:
+    """`index_type` checked, None meaning the store's default: exact (`flat`) for a directory, HNSW in a database."""
+    if is_url(out):
+        from . import postgres
+
+        postgres.check_options(index_type or "hnsw", dtype)
+        return "hnsw"
+    index_type = index_type or "flat"
     if index_type not in INDEX_TYPES:
         raise LookalikeError(f"unknown index type {index_type!r} (choose {', '.join(INDEX_TYPES)})")
     if dtype not in DTYPES:
         raise LookalikeError(f"unknown vector dtype {dtype!r} (choose {', '.join(DTYPES)})")
+    return index_type
 
 
-def _check_target(out: Path, photos: str | Path | None, overwrite: bool) -> None:
+def _check_target(out: "str | Path", photos: str | Path | None, overwrite: bool) -> "Path | str":
     """Refuse an `out` that build would refuse at the end (an existing folder that is not an index, the photo
-    folder itself, an index without `overwrite`, a folder it cannot write) before any work is done or any file
-    (a lock) is made."""
+    folder itself, an index without `overwrite`, a folder it cannot write; a database that cannot be reached)
+    before any work is done or any file (a lock) is made. Returns `out` as a Path, or the URL of a database."""
+    if is_url(out):
+        from . import postgres
+
+        postgres.check_target(out, overwrite)
+        return out
+    out = Path(out)
     if photos is not None and out.resolve() == Path(photos).resolve():
         raise IndexStoreError(f"{out} is the photo folder itself; write the index elsewhere (e.g. --out catalog.idx)")
     replaceable(out)
@@ -663,6 +723,7 @@ def _check_target(out: Path, photos: str | Path | None, overwrite: bool) -> None
     if out.exists() and not overwrite:
         raise IndexStoreError(f"{out} already exists: pass overwrite (--overwrite) to rebuild it, "
                               "or use `lookalike add` to add products")
+    return out
 
 
 def _now() -> str:

@@ -21,6 +21,8 @@ from ..errors import FilterError, IndexStoreError, listed
 
 FILE = "metadata.sqlite"
 RESERVED = ("row", "id", "path", "sha1")
+#: names a metadata column is renamed from (`NAME_meta`): the built-in columns, and the PostgreSQL store's vector
+RENAMED = RESERVED + ("vector",)
 
 
 def quote(name: str) -> str:
@@ -39,7 +41,7 @@ def safe_columns(columns: Iterable[str]) -> list[str]:
     if len(columns) > MAX_COLUMNS:
         raise FilterError(f"the metadata has {len(columns):,} columns, over the limit of {MAX_COLUMNS:,}: is it the "
                           "right file, read with the right delimiter?")
-    out = [f"{c}_meta" if c.lower() in RESERVED else c for c in columns]
+    out = [f"{c}_meta" if c.lower() in RENAMED else c for c in columns]
     seen: dict[str, str] = {}
     clashes = []
     for original, name in zip(columns, out):
@@ -176,9 +178,8 @@ class MetadataStore:
             known = listed(self.columns) or "none: this index has no metadata"
             raise FilterError(f"unknown column {name!r}; columns are: {known}")
 
-    def rows_where(self, where: dict[str, list[str]]) -> np.ndarray:
-        """Rows matching every column's list of accepted values."""
-        clauses, params = [], []
+    def check_where(self, where: dict[str, list[str]]) -> None:
+        """A `FilterError` naming the first unknown column or value (with the known ones) of `where`."""
         for column, values in where.items():
             self._check_column(column)
             known = {v for v, _ in self.facets(column)}
@@ -187,6 +188,12 @@ class MetadataStore:
                 sample = sorted(known)
                 hint = ", ".join(sample[:30]) + (f", ... ({len(sample)} values)" if len(sample) > 30 else "")
                 raise FilterError(f"no product has {column}={unknown[0]!r}; known values: {hint}")
+
+    def rows_where(self, where: dict[str, list[str]]) -> np.ndarray:
+        """Rows matching every column's list of accepted values."""
+        self.check_where(where)
+        clauses, params = [], []
+        for column, values in where.items():
             clauses.append(f"{quote(column)} IN ({','.join('?' * len(values))})")
             params.extend(values)
         sql = "SELECT row FROM products" + (" WHERE " + " AND ".join(clauses) if clauses else "")

@@ -194,7 +194,7 @@ def _values_of_kind(index, where: dict | None, heads: dict) -> dict[str, set] | 
     """Per head that is a column of the index, the values its products of this kind have."""
     if not where:
         return None
-    rows = index._filter(where)[0]         # cached per filter by the index: no query per garment per request
+    rows = index._allowed(where)           # cached per filter by the index: no query per garment per request
     out = {}
     for head in heads:
         if head in index.columns and head != "gender":

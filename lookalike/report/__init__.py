@@ -75,8 +75,15 @@ def near_duplicates(index, threshold: float = 0.97, limit: int = 40) -> tuple[li
     the `limit` largest groups (as ids) and the number of groups."""
     from ..search import top_k
 
-    found_hits = top_k(index.faiss, index.vectors(), 5, exclude=[{i} for i in range(len(index))])
-    vectors = range(len(index))
+    import faiss
+
+    vecs, ids = index.vectors(), index.ids          # in the same order
+    searchable = getattr(index, "faiss", None)      # a database store has none: search a copy of its vectors
+    if searchable is None:
+        searchable = faiss.IndexFlatIP(vecs.shape[1])
+        searchable.add(vecs)
+    found_hits = top_k(searchable, vecs, 5, exclude=[{i} for i in range(len(ids))])
+    vectors = range(len(ids))
     parent = list(vectors)
 
     def find(i):
@@ -93,7 +100,7 @@ def near_duplicates(index, threshold: float = 0.97, limit: int = 40) -> tuple[li
     for i in vectors:
         groups.setdefault(find(i), []).append(i)
     found = sorted((g for g in groups.values() if len(g) > 1), key=len, reverse=True)
-    return [[index.ids[i] for i in g] for g in found[:limit]], len(found)
+    return [[ids[i] for i in g] for g in found[:limit]], len(found)
 
 
 def build_report(photos, metadata=None, *, out: str | Path, index=None, title: str | None = None,

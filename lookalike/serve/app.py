@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import errno
+import hashlib
 import hmac
 import io
 import json
 import logging
 import os
-import random
 import re
 import socket
 import tempfile
@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..catalog import Product as CatalogProduct
 from ..errors import FilterError, ImageError, LookalikeError, ModelError, NotFoundError
+from ..index.database import DatabaseUnavailable
 from ..images import image_header, load_image, sniff_format
 from ..search import Result
 from . import schemas
@@ -48,6 +49,7 @@ AGREE = Query(True, description="re-rank the nearest so that products agreeing w
                                 "similarity order")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ACCESS = logging.getLogger("lookalike.access")
+ERRORS = logging.getLogger("lookalike.serve")
 # The page and /docs load only their own files: scripts and styles from /static, images from the API, the
 # upload previews from blob: URLs and Swagger UI's icons from data: URLs. No inline script anywhere.
 CSP = "; ".join(["default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob:",
@@ -173,6 +175,7 @@ def log_config() -> dict:
     config["handlers"]["lookalike"] = {"class": "logging.StreamHandler", "formatter": "lookalike",
                                        "stream": "ext://sys.stderr"}
     config["loggers"][ACCESS.name] = {"handlers": ["lookalike"], "level": "INFO", "propagate": False}
+    config["loggers"][ERRORS.name] = {"handlers": ["lookalike"], "level": "WARNING", "propagate": False}
     return config
 
 
@@ -192,7 +195,12 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     """The app for one index. `api_key` enables admin writes (add/remove products); uploaded product photos
     are kept in `uploads_dir` (default: INDEX.uploads beside the index)."""
     holder = IndexHolder(index_path)
-    uploads = Path(uploads_dir) if uploads_dir else Path(str(Path(index_path).absolute()) + ".uploads")
+    if uploads_dir:
+        uploads = Path(uploads_dir)
+    elif holder.live:   # several servers share the database: give them a shared folder (serve --uploads)
+        uploads = Path(f"{holder.index.db.table}.uploads").absolute()
+    else:
+        uploads = Path(str(Path(index_path).absolute()) + ".uploads")
     max_bytes = int(max_upload_mb * (1 << 20))
     app = FastAPI(title="lookalike", version="0.1.0",
                   description="Visual search over a fashion catalog: upload a photo or pick a product, get the "
@@ -207,6 +215,10 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
 
     @app.exception_handler(LookalikeError)
     async def user_error(request: Request, exc: LookalikeError):
+        if isinstance(exc, DatabaseUnavailable):    # the server's problem: its address stays in the server's log
+            ERRORS.warning("%s", exc)
+            return JSONResponse({"detail": "the catalog database is unavailable; try again shortly"},
+                                status_code=503, headers={"Retry-After": "5"})
         status = {NotFoundError: 404, FilterError: 400, ImageError: 422, ModelError: 409}.get(type(exc), 400)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
@@ -337,13 +349,9 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         """A random product (matching the filters, if any)."""
         idx = holder.index
         where = filters(request)
-        if where:
-            rows = idx.meta.rows_where(where)
-            if not len(rows):
-                raise HTTPException(404, "no product matches these filters")
-            pid = idx.ids[int(random.choice(rows))]
-        else:
-            pid = random.choice(idx.ids)
+        pid = idx.random_id(where)
+        if pid is None:
+            raise HTTPException(404, "no product matches these filters" if where else "the catalog is empty")
         return product(idx.get(pid))
 
     @app.get("/api/products/{pid}", response_model=schemas.Product, responses=errors, tags=["catalog"])
@@ -359,7 +367,8 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         idx = holder.index
         where = filters(request)
         start = time.perf_counter()
-        results = idx.search(idx.ids[idx.row(pid)], k=k, text=q, where=where, agree=agree, same=same)
+        idx.row(pid)       # an id of the index, never read as a file path
+        results = idx.search(pid, k=k, text=q, where=where, agree=agree, same=same)
         return send(schemas.SearchResponse(query={"id": pid, "product": product(idx.get(pid)).model_dump(),
                                                   **({"text": q} if q is not None else {})},
                                            filters=where, results=[product(r) for r in results],
@@ -378,7 +387,10 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
     def image(pid: str, request: Request, size: str = Query("full", pattern="^(full|thumb)$")):
         """A product's photo, by product id only (never by path). `size=thumb` gives a small JPEG."""
         idx = holder.index
-        rec = idx.meta.records([idx.row(pid)])[idx.row(pid)]
+        row = idx.row(pid)
+        rec = idx.meta.records([row]).get(row)
+        if rec is None:
+            raise NotFoundError(f"no product with id {pid!r}")
         path, digest = rec.get("path"), rec.get("sha1")
         etag = f'"{digest or pid}-{size}"'
         headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
@@ -424,14 +436,19 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         fmt = (sniff_format(data) or "jpg").lower().replace("jpeg", "jpg")
         tmp = Path(tempfile.mkstemp(dir=uploads, suffix=f".{fmt}")[1])
         tmp.write_bytes(data)
-        target = uploads / f"{id}.{fmt}"
+        # named by content too: servers sharing a database and an uploads folder never overwrite each other's photo
+        target = uploads / f"{id}-{hashlib.sha1(data).hexdigest()[:12]}.{fmt}"
+        exists = HTTPException(409, f"product {id} already exists (send replace=true to update it)")
+
         def write(idx):
             if id in idx and not replace:
-                raise HTTPException(409, f"product {id} already exists (send replace=true to update it)")
+                raise exists
             os.replace(tmp, target)
             report = idx.add_products([CatalogProduct(id, target, meta)], replace=replace)
             if report.skipped:
                 raise ImageError(report.skipped[0][1])
+            if report.already_indexed:       # another server added it meanwhile
+                raise exists
             return idx
 
         try:
@@ -468,9 +485,10 @@ def check_port(host: str, port: int) -> None:
 
 def app_from_env() -> FastAPI:
     """App factory for multi-process serving (`lookalike serve --workers N`): settings come from the
-    environment that `serve` sets: LOOKALIKE_INDEX, LOOKALIKE_API_KEY_FILE, LOOKALIKE_MAX_UPLOAD_MB."""
+    environment that `serve` sets: LOOKALIKE_INDEX, LOOKALIKE_API_KEY_FILE, LOOKALIKE_MAX_UPLOAD_MB, LOOKALIKE_UPLOADS."""
     return create_app(os.environ["LOOKALIKE_INDEX"], api_key=api_key_from(file=os.environ.get("LOOKALIKE_API_KEY_FILE")),
-                      max_upload_mb=float(os.environ.get("LOOKALIKE_MAX_UPLOAD_MB", "10")))
+                      max_upload_mb=float(os.environ.get("LOOKALIKE_MAX_UPLOAD_MB", "10")),
+                      uploads_dir=os.environ.get("LOOKALIKE_UPLOADS") or None)
 
 
 def api_key_from(env: str = "LOOKALIKE_API_KEY", file: str | Path | None = None) -> str | None:

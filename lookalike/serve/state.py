@@ -10,14 +10,19 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..index import Index
+from ..index.database import is_url
 from ..index.store import MANIFEST
 
 T = TypeVar("T")
 
 
 class IndexHolder:
+    """For a directory, the version loaded last; an index in PostgreSQL is live (`PgIndex` follows other
+    processes' writes itself) and is the same object throughout."""
+
     def __init__(self, path: str | Path, check_every: float = 1.0):
-        self.path = Path(path)
+        self.live = is_url(path)
+        self.path = path if self.live else Path(path)
         self._index = Index.load(self.path).warm()
         self._stamp = self._manifest_stamp()
         self._checked = time.monotonic()
@@ -26,6 +31,8 @@ class IndexHolder:
         self._writes = threading.Lock()
 
     def _manifest_stamp(self):
+        if self.live:
+            return None
         try:
             st = os.stat(self.path / MANIFEST)
             return st.st_ino, st.st_mtime_ns
@@ -52,6 +59,8 @@ class IndexHolder:
         """Run `change` on a private copy of the index (the library's locked, atomic update), then swap the
         served index for the new version."""
         with self._writes:
+            if self.live:          # a transaction in the database: every server sees it at once
+                return change(self._index)
             result = change(Index.load(self.path, model=self._index._model))
             self._reload()
             return result
