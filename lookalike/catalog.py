@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CatalogError, listed
+from .remote import is_remote, scan as remote_scan
 from .images import is_image_file
 
 #: Header of the Kaggle "Fashion Product Images" styles.csv.
@@ -30,7 +31,7 @@ MISSING = {"na", "n/a", "nan", "null", "none"}
 @dataclass
 class Product:
     id: str
-    path: Path | None
+    path: Path | str | None         # a local file, or a photo's URL on object storage (`lookalike.remote`)
     metadata: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -99,7 +100,9 @@ class Catalog:
         """
         problems = CatalogProblems(images_without_row_kept=not require_metadata)
         images: dict[str, Path] = {}
-        if photos is not None:
+        if photos is not None and is_remote(photos):      # s3://, gs://: listed through pyarrow
+            images = remote_scan(str(photos), problems)
+        elif photos is not None:
             images = scan_folder(Path(photos), problems, ignore={Path(metadata)} if metadata is not None else set())
         columns: list[str] = []
         rows: dict[str, dict[str, str | None]] = {}
@@ -109,7 +112,7 @@ class Catalog:
             columns, rows, image_col = read_metadata(meta_path, problems, id_column=id_column,
                                                      image_column=image_column)
             if image_col:
-                bases = ([Path(photos)] if photos is not None else []) + [meta_path.parent]
+                bases = ([Path(photos)] if photos is not None and not is_remote(photos) else []) + [meta_path.parent]
                 row_paths = _row_paths(rows, image_col, bases)
                 columns = [c for c in columns if c != image_col]
         elif photos is None:

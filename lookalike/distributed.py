@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 from .catalog import Product
 from .errors import LookalikeError
 from .progress import Progress
+from .remote import as_source
 
 def start(address: str) -> bool:
     """'auto' (or 'local'): a local Ray on this machine's cores (not Ray's own meaning of 'auto', joining a running
@@ -77,7 +78,7 @@ class _ShardEmbedder:
 
         numbers, embedded, skipped = [], [], []
         for number, ids, paths, meta in zip(batch["shard"], batch["ids"], batch["paths"], batch["meta"]):
-            chunk = [Product(pid, Path(p) if p else None, m) for pid, p, m in zip(ids, paths, json.loads(meta))]
+            chunk = [Product(pid, as_source(p), m) for pid, p, m in zip(ids, paths, json.loads(meta))]
             done, bad = embed_shard(self.embedder, self.out, int(number), self.record, self.columns, chunk,
                                     self.batch_size, workers=1)
             numbers.append(int(number))

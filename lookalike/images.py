@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .remote import is_remote, read_bytes, shown
 
 #: Decoded images larger than this many pixels are refused (a guard against decompression bombs).
 MAX_PIXELS = 50_000_000
@@ -69,6 +70,9 @@ def load_image(
             if not source:
                 raise ImageError(f"{label}: empty file")
             fp: BinaryIO | str = io.BytesIO(source)
+        elif is_remote(source):        # s3://..., gs://...: read, then decoded as any bytes
+            fp = io.BytesIO(read_bytes(source, MAX_FILE_BYTES))
+            label = name or shown(source)
         elif isinstance(source, (str, Path)):
             path = Path(source)
             check_file(path, label)

@@ -26,6 +26,7 @@ from .catalog import Catalog, CatalogProblems, Product
 from .errors import LookalikeError
 from .index.store import pid_alive
 from .progress import NoProgress, Progress
+from .remote import as_source, location
 
 PLAN = "plan.json"
 SHARD = "part-{:05d}.parquet"
@@ -83,7 +84,7 @@ class Vectors:
     metadata: list[dict[str, str | None]]
 
     def products(self) -> list[Product]:
-        return [Product(pid, Path(p) if p else None, meta) for pid, p, meta in zip(self.ids, self.paths, self.metadata)]
+        return [Product(pid, as_source(p), meta) for pid, p, meta in zip(self.ids, self.paths, self.metadata)]
 
 
 def plan_shards(count: int, shard_size: int) -> list[range]:
@@ -112,7 +113,7 @@ def write_shard(folder: Path, number: int, model: dict, columns: Sequence[str], 
         raise VectorsError(f"shard {number}: {vectors.shape} vectors for {len(products)} products of {dim} dims")
     flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), pa.float32())
     arrays = [pa.array([p.id for p in products], pa.string()),
-              pa.array([str(Path(p.path).absolute()) if p.path else None for p in products], pa.string()),
+              pa.array([location(p.path) for p in products], pa.string()),
               pa.array([h or None for h in hashes], pa.string()),
               pa.FixedSizeListArray.from_arrays(flat, dim),
               *(pa.array([p.metadata.get(c) for p in products], pa.string()) for c in columns)]

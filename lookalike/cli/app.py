@@ -18,6 +18,7 @@ from ..grid import draw_rows
 from ..images import load_image
 from ..index import Index
 from ..index.database import is_url
+from ..remote import is_remote
 from ..models import load_model
 from ..models.pipeline import embed_batch
 from ..progress import RichProgress
@@ -67,7 +68,8 @@ def _root(show_version: bool = typer.Option(False, "--version", callback=_versio
 
 @app.command()
 @cli_errors
-def index(photos: Optional[Path] = typer.Argument(None, help="folder of product photos (searched recursively)"),
+def index(photos: Optional[str] = typer.Argument(None, help="folder of product photos (searched recursively; "
+                                                "local, or s3:// or gs://)"),
           metadata: Optional[Path] = METADATA,
           out_dir: str = typer.Option(..., "--out", "-o", help="index directory to write, or a postgresql:// URL"),
           vectors: Optional[Path] = typer.Option(None, "--vectors", help="build from Parquet vectors (`lookalike "
@@ -147,7 +149,7 @@ def search(index_dir: str = INDEX,
 @app.command()
 @cli_errors
 def add(index_dir: str = INDEX,
-        photos: Path = typer.Argument(..., help="folder of new product photos"),
+        photos: str = typer.Argument(..., help="folder of new product photos (local, or s3:// or gs://)"),
         metadata: Optional[Path] = METADATA,
         replace: bool = typer.Option(False, help="re-embed ids already in the index (default: keep them)"),
         id_column: Optional[str] = ID_COL, image_column: Optional[str] = IMG_COL):
@@ -176,7 +178,8 @@ def remove(index_dir: str = INDEX,
 
 @app.command()
 @cli_errors
-def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for Parquet: one folder)"),
+def embed(inputs: List[str] = typer.Argument(..., help="photos or folders (for Parquet: one folder, or an s3:// or "
+                                             "gs:// folder)"),
           out_path: Path = typer.Option(..., "--out", "-o", help="a folder: Parquet shards with metadata (for "
                                         "`index --vectors`); a .npy file: vectors only (ids in NAME.ids.txt)"),
           metadata: Optional[Path] = METADATA, model: str = MODEL,
@@ -190,11 +193,13 @@ def embed(inputs: List[Path] = typer.Argument(..., help="photos or folders (for 
     if out_path.suffix.lower() == ".npy":
         if metadata is not None or ray is not None:
             raise LookalikeError("--metadata and --ray go with Parquet output (--out a folder), not a .npy file")
-        _embed_npy(inputs, out_path, model, batch_size)
+        if any(is_remote(i) for i in inputs):
+            raise LookalikeError("photos on object storage go to Parquet shards (--out a folder), not a .npy file")
+        _embed_npy([Path(i) for i in inputs], out_path, model, batch_size)
         return
     from ..vectors import embed_catalog
 
-    if len(inputs) != 1 or not inputs[0].is_dir():
+    if len(inputs) != 1 or not (is_remote(inputs[0]) or Path(inputs[0]).is_dir()):
         raise LookalikeError("Parquet output (--out a folder) embeds one catalog folder; give one folder of photos")
     with RichProgress(err) as progress:
         report = embed_catalog(inputs[0], metadata, out=out_path, model=model, shard_size=shard_size,

@@ -21,6 +21,7 @@ from ..models.registry import shipped_models
 from ..models.base import Prediction, predictions_for
 from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
+from ..remote import is_remote, location
 from ..rerank import CLASSIFY, Agreement, LabelCodes, agreement_from
 from ..search import Result, SelectorCache, Where, normalise_where, top_k
 from . import ann, metadata as md
@@ -716,7 +717,7 @@ def _check_target(out: "str | Path", photos: str | Path | None, overwrite: bool)
         postgres.check_target(out, overwrite)
         return out
     out = Path(out)
-    if photos is not None and out.resolve() == Path(photos).resolve():
+    if photos is not None and not is_remote(photos) and out.resolve() == Path(photos).resolve():
         raise IndexStoreError(f"{out} is the photo folder itself; write the index elsewhere (e.g. --out catalog.idx)")
     replaceable(out)
     writable_folder(out)
@@ -732,7 +733,7 @@ def _now() -> str:
 
 def _records(products: list[Product], hashes: list[str], columns: list[str], first_row: int):
     for offset, (product, digest) in enumerate(zip(products, hashes)):
-        yield (first_row + offset, product.id, str(Path(product.path).absolute()) if product.path else None,
+        yield (first_row + offset, product.id, location(product.path),
                digest or None, *(product.metadata.get(c) for c in columns))
 
 

@@ -12,7 +12,8 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from ..errors import ImageError
-from ..images import ImageSource, check_file, load_image
+from ..images import MAX_FILE_BYTES, ImageSource, check_file, load_image
+from ..remote import is_remote, read_bytes, shown
 from ..progress import Progress
 from .base import Embedder
 
@@ -30,7 +31,11 @@ def prepare(embedder: Embedder, source: ImageSource) -> tuple[np.ndarray, str]:
     """A photo decoded and preprocessed for `embedder` as indexing does it, and the sha1 of its bytes ("" for
     an in-memory image)."""
     digest = ""
-    if isinstance(source, (str, Path)):
+    if is_remote(source):       # a photo on object storage: its bytes, then as any photo
+        data = read_bytes(source, MAX_FILE_BYTES)
+        digest = hashlib.sha1(data).hexdigest()
+        image = load_image(data, name=shown(source), draft_size=embedder.input_size)
+    elif isinstance(source, (str, Path)):
         check_file(Path(source))        # before reading: a FIFO, a device or a huge file named like a photo
         try:
             data = Path(source).read_bytes()

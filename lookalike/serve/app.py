@@ -30,7 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from ..catalog import Product as CatalogProduct
 from ..errors import FilterError, ImageError, LookalikeError, ModelError, NotFoundError
 from ..index.database import DatabaseUnavailable
-from ..images import image_header, load_image, sniff_format
+from ..images import MAX_FILE_BYTES, image_header, load_image, sniff_format
+from ..remote import is_remote, read_bytes
 from ..search import Result
 from . import schemas
 from .state import IndexHolder
@@ -396,13 +397,16 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
         headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        if not path or not os.path.isfile(path):
+        if not path or not (is_remote(path) or os.path.isfile(path)):
             raise HTTPException(404, f"the photo of product {pid} is missing on the server")
-        if size == "thumb":
-            try:
+        try:
+            if size == "thumb":
                 return Response(thumbnail(path, digest), media_type="image/jpeg", headers=headers)
-            except ImageError:
-                raise HTTPException(404, f"the photo of product {pid} cannot be read") from None
+            if is_remote(path):      # on object storage: read through (a CDN in front of the bucket does better)
+                data = read_bytes(path, MAX_FILE_BYTES)
+                return Response(data, media_type=f"image/{(sniff_format(data) or 'jpeg').lower()}", headers=headers)
+        except ImageError:
+            raise HTTPException(404, f"the photo of product {pid} cannot be read") from None
         return FileResponse(path, headers=headers)
 
     # ---- admin writes ------------------------------------------------------------------------------
