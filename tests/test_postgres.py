@@ -236,3 +236,39 @@ def test_column_names_with_percent_signs_and_a_column_named_vector(server, tmp_p
     assert found and all(r.metadata["discount %"] == "10 %" for r in found)
     assert dict(db.facets("discount %")) == {"0 %": 14, "10 %": 13, "20 %": 13}
 
+
+
+def test_two_servers_on_one_database_see_each_others_writes(server, tmp_path, monkeypatch):
+    pytest.importorskip("fastapi", reason="the serve extra is needed")
+    import httpx
+
+    from test_serve_api import start_serve
+
+    url = table_url(server, "shared")
+    Index.build(DEMO, DEMO_CSV, out=url, model="classic")
+    monkeypatch.setenv("LOOKALIKE_API_KEY", "k")         # both servers take admin writes
+    monkeypatch.chdir(tmp_path)                           # where their uploads go
+    servers = []
+    try:
+        for _ in range(2):
+            servers.append(start_serve(url, subprocess.DEVNULL))
+        (_, one), (_, two) = servers
+        hat = sorted((DEMO / "hat").glob("*.jpg"))[0]
+        added = httpx.post(f"{one}/api/admin/products", headers={"X-API-Key": "k"},
+                           data={"id": "shared-hat", "metadata": '{"class": "hat"}'},
+                           files={"image": ("h.jpg", hat.read_bytes())})
+        assert added.status_code == 201, added.text
+        found = httpx.get(f"{two}/api/products/shared-hat")        # the other server has it at once
+        assert found.status_code == 200 and found.json()["metadata"] == {"class": "hat"}
+        assert httpx.get(f"{two}/api/images/shared-hat").content == hat.read_bytes()
+        time.sleep(1.1)
+        assert httpx.get(f"{two}/api/facets").json()["products"] == 201
+        again = httpx.post(f"{two}/api/admin/products", headers={"X-API-Key": "k"},
+                           data={"id": "shared-hat"}, files={"image": ("h.jpg", hat.read_bytes())})
+        assert again.status_code == 409
+        assert httpx.delete(f"{two}/api/admin/products/shared-hat", headers={"X-API-Key": "k"}).status_code == 204
+        assert httpx.get(f"{one}/api/products/shared-hat").status_code == 404
+    finally:
+        for process, _ in servers:
+            process.terminate()
+            process.wait(20)
