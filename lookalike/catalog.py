@@ -13,7 +13,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import CatalogError, listed
 from .remote import is_remote, scan as remote_scan
@@ -100,8 +100,9 @@ class Catalog:
         """
         problems = CatalogProblems(images_without_row_kept=not require_metadata)
         images: dict[str, Path] = {}
+        keys: dict[str, str] = {}       # a bucket's photos by key below the folder (for a CSV's image column)
         if photos is not None and is_remote(photos):      # s3://, gs://: listed through pyarrow
-            images = remote_scan(str(photos), problems)
+            images, keys = remote_scan(str(photos), problems)
         elif photos is not None:
             images = scan_folder(Path(photos), problems, ignore={Path(metadata)} if metadata is not None else set())
         columns: list[str] = []
@@ -113,7 +114,7 @@ class Catalog:
                                                      image_column=image_column)
             if image_col:
                 bases = ([Path(photos)] if photos is not None and not is_remote(photos) else []) + [meta_path.parent]
-                row_paths = _row_paths(rows, image_col, bases)
+                row_paths = _row_paths(rows, image_col, bases, keys)
                 columns = [c for c in columns if c != image_col]
         elif photos is None:
             raise CatalogError("give a photo folder, a metadata file, or both")
@@ -130,7 +131,7 @@ class Catalog:
             if path in used:
                 continue
             if pid in rows:  # the row's own image path named another photo
-                problems.duplicate_ids.append(f"{pid} ({path.name}: the metadata's image was used)")
+                problems.duplicate_ids.append(f"{pid} ({PurePosixPath(str(path)).name}: the metadata's image was used)")
                 continue
             if rows:
                 problems.images_without_row.append(pid)
@@ -140,13 +141,17 @@ class Catalog:
         return cls(products, columns, problems)
 
 
-def _row_paths(rows: dict[str, dict[str, str | None]], image_col: str, bases: list[Path]) -> dict[str, Path]:
+def _row_paths(rows: dict[str, dict[str, str | None]], image_col: str, bases: list[Path],
+               keys: dict[str, str] | None = None) -> dict[str, Path | str]:
     """Each row's image file, where its path (relative to one of `bases`, in order, or absolute) names one
-    that exists; the image column is removed from the rows."""
-    found: dict[str, Path] = {}
+    that exists, or (`keys`: a bucket folder's photos by key) one of the bucket's; the image column is removed
+    from the rows."""
+    found: dict[str, Path | str] = {}
     for pid, row in rows.items():
         rel = row.pop(image_col, None)
-        if rel:
+        if rel and keys and rel.replace("\\", "/").lstrip("/") in keys:
+            found[pid] = keys[rel.replace("\\", "/").lstrip("/")]
+        elif rel:
             path = next((b / rel for b in bases if (b / rel).is_file()), None)
             if path is not None:
                 found[pid] = path

@@ -11,6 +11,7 @@ so a key in it is refused.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import urllib.parse
 from pathlib import Path, PurePosixPath
@@ -21,7 +22,7 @@ SCHEMES = ("s3://", "gs://", "gcs://")
 #: query parameters of pyarrow's file system URLs that are secrets
 SECRETS = {"access_key", "secret_key", "session_token"}
 
-_filesystems: dict[tuple, object] = {}
+_filesystems: dict[tuple, object] = {}      # a file system, or the error opening it raised
 _lock = threading.Lock()
 
 
@@ -44,8 +45,9 @@ def as_source(path: str | None):
 
 
 def shown(url: str) -> str:
-    """A URL for messages: without its query string."""
-    return url.split("?", 1)[0]
+    """A URL for messages: without its query string (nor anything before an @ in its host part)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 def _filesystem(url: str) -> tuple[object, str, urllib.parse.SplitResult]:
@@ -57,28 +59,38 @@ def _filesystem(url: str) -> tuple[object, str, urllib.parse.SplitResult]:
                              "'lookalike[export]'") from None
     parts = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qs(parts.query)
-    if SECRETS & set(query):
+    if SECRETS & set(query) or "@" in parts.netloc:
         raise CatalogError(f"{shown(url)}: credentials do not go in the URL (it is stored with every photo); set "
                            "them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)")
+    if parts.fragment:
+        raise CatalogError(f"{shown(url)}#{parts.fragment}: a '#' in a bucket URL must be written %23")
     key = (parts.scheme.lower(), parts.netloc, parts.query)
-    with _lock:
-        if key not in _filesystems:
-            base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
-            try:
-                _filesystems[key] = fs.FileSystem.from_uri(base)[0]
-            except (OSError, ValueError) as exc:
-                raise CatalogError(f"{shown(url)}: cannot open ({_reason(exc)})") from None
-    return _filesystems[key], parts.netloc + urllib.parse.unquote(parts.path), parts
+    found = _filesystems.get(key)
+    if found is None:
+        with _lock:
+            if key not in _filesystems:
+                base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", parts.query, ""))
+                try:
+                    _filesystems[key] = fs.FileSystem.from_uri(base)[0]
+                except (OSError, ValueError) as exc:
+                    _filesystems[key] = CatalogError(f"{shown(url)}: cannot open ({_reason(exc)})")
+                if len(_filesystems) == 1:
+                    atexit.register(_filesystems.clear)     # before pyarrow's own exit (arrow issue 41087)
+            found = _filesystems[key]
+    if isinstance(found, Exception):
+        raise found
+    return found, parts.netloc + urllib.parse.unquote(parts.path), parts
 
 
-def scan(url: str, problems) -> dict[str, str]:
+def scan(url: str, problems) -> tuple[dict[str, str], dict[str, str]]:
     """Image files below the folder `url` by id (file name without extension), as `catalog.scan_folder` does for
-    a local folder: other files and duplicate ids are listed in `problems`."""
+    a local folder (other files and duplicate ids are listed in `problems`); and all of them by key below the
+    folder (`dress/1.jpg`: what a metadata CSV's image column names)."""
+    filesystem, root, parts = _filesystem(url)
     from pyarrow import fs as pafs
 
     from .images import IMAGE_EXTENSIONS
 
-    filesystem, root, parts = _filesystem(url)
     root = root.rstrip("/")
     try:
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
@@ -87,19 +99,22 @@ def scan(url: str, problems) -> dict[str, str]:
     except OSError as exc:
         raise CatalogError(f"{shown(url)}: cannot list the photos ({_reason(exc)})") from None
     found: dict[str, str] = {}
+    keys: dict[str, str] = {}
     suffix = f"?{parts.query}" if parts.query else ""
-    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
-        relative = PurePosixPath(info.path).relative_to(root)
+    files = [(PurePosixPath(i.path).relative_to(root), i) for i in infos if i.type == pafs.FileType.File]
+    # in os.walk's order, as a local folder is read: a folder's own files, then its sub-folders, each sorted
+    for relative, info in sorted(files, key=lambda f: [(1, d) for d in f[0].parts[:-1]] + [(0, f[0].name)]):
         if any(part.startswith(".") for part in relative.parts):
             continue
         if relative.suffix.lower() not in IMAGE_EXTENSIONS:
             problems.unread_files.append(str(relative))
             continue
+        keys[str(relative)] = f"{parts.scheme}://{urllib.parse.quote(info.path)}{suffix}"
         if relative.stem in found:
             problems.duplicate_ids.append(f"{relative.stem} ({relative})")
             continue
-        found[relative.stem] = f"{parts.scheme}://{urllib.parse.quote(info.path)}{suffix}"
-    return found
+        found[relative.stem] = keys[str(relative)]
+    return found, keys
 
 
 def read_bytes(url: str, max_bytes: int) -> bytes:

@@ -37,6 +37,7 @@ def bucket(tmp_path_factory):
         shutil.copytree(DEMO / cls, local / cls)
     (local / "skirt" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a whole jpeg")
     (local / "notes.txt").write_text("not a photo")
+    shutil.copy(sorted((DEMO / "dress").glob("*.jpg"))[0], local / "odd name #1 é.jpg")   # a key to quote
     for path in local.rglob("*"):
         if path.is_file():
             with s3.open_output_stream(f"shop/photos/{path.relative_to(local).as_posix()}") as out:
@@ -54,7 +55,7 @@ def test_a_bucket_embeds_as_the_same_local_folder(bucket, tmp_path):
     url, local = bucket
     remote = embed_catalog(url, None, out=tmp_path / "remote", model="classic", shard_size=15)
     plain = embed_catalog(local, None, out=tmp_path / "local", model="classic", shard_size=15)
-    assert remote.embedded == plain.embedded == 40
+    assert remote.embedded == plain.embedded == 41
     assert [pid for pid, _ in remote.skipped] == ["corrupt"] and "notes.txt" in remote.problems.unread_files
     a, b = read_vectors(tmp_path / "remote"), read_vectors(tmp_path / "local")
     assert a.ids == b.ids and np.array_equal(a.vectors, b.vectors) and a.hashes == b.hashes
@@ -81,11 +82,25 @@ def test_an_index_of_a_bucket_searches_and_serves_its_photos(bucket, tmp_path):
 
 def test_bad_bucket_addresses_are_one_line(bucket, tmp_path):
     url, _ = bucket
-    with_key = url + "&secret_key=Zq9-hidden"
-    refused = run_cli("embed", with_key, "--out", tmp_path / "v", "--model", "classic", code=2)
-    assert "environment" in refused.output and "Zq9-hidden" not in refused.output
+    for with_key in (url + "&secret_key=Zq9-hidden", url.replace("s3://", "s3://AKIA:Zq9-hidden@")):
+        refused = run_cli("embed", with_key, "--out", tmp_path / "v", "--model", "classic", code=2)
+        assert "environment" in refused.output and "Zq9-hidden" not in refused.output
+    fragment = run_cli("index", url.replace("photos", "photos#2"), "--out", tmp_path / "i.idx", code=2)
+    assert "%23" in fragment.output
     missing = run_cli("embed", url.replace("s3://shop/photos", "s3://shop/nothing"), "--out", tmp_path / "v",
                       "--model", "classic", code=2)
     assert "no photos" in missing.output or "no such folder" in missing.output
     problems = CatalogProblems()
-    assert len(scan(url, problems)) == 41 and problems.unread_files == ["notes.txt"]
+    by_id, by_key = scan(url, problems)
+    assert len(by_id) == 42 and problems.unread_files == ["notes.txt"] and "skirt/corrupt.jpg" in by_key
+
+
+def test_a_csv_image_column_names_photos_in_the_bucket(bucket, tmp_path):
+    url, local = bucket
+    hats = sorted((local / "hat").glob("*.jpg"))[:3]
+    rows = ["sku,colour,image"] + [f"item-{i},c{i},hat/{p.name}" for i, p in enumerate(hats)]
+    (tmp_path / "items.csv").write_text("\n".join(rows) + "\n")
+    index = Index.build(url, tmp_path / "items.csv", out=tmp_path / "items.idx", model="classic",
+                        require_metadata=True)
+    assert sorted(index.ids) == ["item-0", "item-1", "item-2"]
+    assert index.get("item-1").path.startswith("s3://shop/photos/hat/") and index.get("item-1").metadata == {"colour": "c1"}

@@ -344,7 +344,7 @@ def recommend_all_cmd(index_dir: str = INDEX,
 
 @app.command()
 @cli_errors
-def report(photos: Optional[Path] = typer.Argument(None, help="folder of product photos"),
+def report(photos: Optional[str] = typer.Argument(None, help="folder of product photos (local, or s3:// or gs://)"),
            metadata: Optional[Path] = METADATA,
            out_file: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
            index_dir: Optional[str] = typer.Option(None, "--index", help="an index of the catalog (a directory or a "

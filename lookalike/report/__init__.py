@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..progress import Progress
+from ..remote import as_source
 from .html import render
 from .scan import PhotoInfo, scan
 
@@ -115,7 +116,7 @@ def build_report(photos, metadata=None, *, out: str | Path, index=None, title: s
     dupes, n_groups = near_duplicates(index) if index is not None else ([], 0)
     paths = {p.id: p.path for p in catalog.products}
     if index is not None:
-        paths.update({pid: Path(index.get(pid).path) for g in dupes for pid in g if pid not in paths and index.get(pid).path})
+        paths.update({pid: as_source(index.get(pid).path) for g in dupes for pid in g if pid not in paths})
     html = render(title=title or f"Catalog report: {Path(photos or metadata).name}", catalog=catalog, infos=infos,
                   columns=columns, words=word_counts(catalog, name_column), dupes=dupes, dupe_groups=n_groups,
                   paths=paths, with_index=index is not None)

@@ -32,7 +32,7 @@ def _thumbs(items, paths, limit=60):
     for pid, caption in items[:limit]:
         path = paths.get(pid)
         try:
-            src = thumbnail_uri(Path(path)) if path else None
+            src = thumbnail_uri(path) if path else None     # a local path or a photo's URL
         except ImageError:
             src = None
         img = f"<img src='{src}' alt='{escape(pid)}' loading='lazy'>" if src else "<div class='muted'>(no photo)</div>"

@@ -407,6 +407,9 @@ def create_app(index_path: str | Path, *, api_key: str | None = None, max_upload
                 return Response(data, media_type=f"image/{(sniff_format(data) or 'jpeg').lower()}", headers=headers)
         except ImageError:
             raise HTTPException(404, f"the photo of product {pid} cannot be read") from None
+        except LookalikeError as exc:        # the bucket cannot be opened from this server (or pyarrow is missing)
+            ERRORS.warning("%s", exc)
+            raise HTTPException(503, f"the photo of product {pid} cannot be fetched now") from None
         return FileResponse(path, headers=headers)
 
     # ---- admin writes ------------------------------------------------------------------------------
