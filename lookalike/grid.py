@@ -100,10 +100,9 @@ def draw_look(image: Image.Image, garments, out: str | Path) -> Path:
         label = f"{g.kind} {g.score:.2f}"
         draw.rectangle([x0, y0, x0 + draw.textlength(label, font=font) + 8, y0 + 18], fill=colour)
         draw.text((x0 + 4, y0 + 2), label, fill="white", font=font)
-    rows = [(g.crop, g.kind, g.results) for g in garments]
-    small = _font()
-    tiles = [[_tile(crop, [kind], small, highlight=True)] + [_tile(result_image(r), caption(r), small) for r in res]
-             for crop, kind, res in rows]
+    small = _font()     # a garment without results says why under its crop ("no bags in this catalog")
+    tiles = [[_tile(g.crop, [g.kind] + ([g.note] if getattr(g, "note", None) else []), small, highlight=True)]
+             + [_tile(result_image(r), caption(r), small) for r in g.results] for g in garments]
     tw, th = tiles[0][0].size
     cols = max(len(t) for t in tiles)
     width = shown.width + 12 + cols * (tw + 4) + 4

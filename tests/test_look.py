@@ -221,6 +221,32 @@ def test_blobs_of_a_garment_mask_and_stray_pixels():
     assert region.kind == "footwear" and region.box == (2, 2, 18, 10)
 
 
+def test_a_sure_enough_garment_and_no_slivers_at_the_lower_edge():
+    """A kind is present when its pixels' mean probability reaches the parser's `min_score` for it (else 0.5); a
+    bottom or one-piece cut by the photo's lower edge and shorter than a fifth of it (the hem of a top, or a
+    strip of trousers in a half-body shot) is not a garment, but the same strip higher up, or a taller one, is."""
+    from lookalike.look.kinds import CLASSES
+    from lookalike.look.parser import GarmentParser, Parsed
+
+    def parsed(kind, rows, p=0.9):
+        labels = np.zeros((40, 20), np.int64)
+        labels[rows, 4:16] = CLASSES.index(kind)
+        probs = np.zeros((len(CLASSES), 40, 20), np.float32)
+        probs[labels, np.arange(40)[:, None], np.arange(20)] = p
+        return Parsed((20, 40), labels, probs)
+
+    kinds = lambda p, **kw: [r.kind for r in GarmentParser.regions(p, **kw)]
+    assert kinds(parsed("bottom", slice(34, 40))) == []                  # 6 rows of 40 at the edge
+    assert kinds(parsed("one-piece", slice(34, 40))) == []
+    assert kinds(parsed("top", slice(34, 40))) == ["top"]                # a top at the edge is a top
+    assert kinds(parsed("bottom", slice(28, 34))) == ["bottom"]          # the same strip, above the edge
+    assert kinds(parsed("bottom", slice(26, 40))) == ["bottom"]          # 14 rows: a bottom cut by the frame
+    dress = parsed("one-piece", slice(10, 30), p=0.65)
+    assert kinds(dress) == ["one-piece"]
+    assert kinds(dress, min_score={"one-piece": 0.7}) == []
+    assert kinds(parsed("bottom", slice(10, 30), p=0.65), min_score={"one-piece": 0.7}) == ["bottom"]
+
+
 def test_parser_encoder_is_the_whole_default_network():
     """`--encoder fashion-v12` gives the parser that FashionNet model's whole backbone, extra residual blocks and channels
     included: its encoder computes exactly the model's last feature map."""
@@ -292,52 +318,63 @@ def test_soft_dice_scores_a_kinds_whole_extent():
 
 
 def test_an_ensemble_parser_averages_its_members(tmp_path):
-    """The shipped parser is an ensemble of members with their own input sizes: its probabilities are the mean of
-    its members', each run alone and resized to the first's; a member whose file does not match its checksum is
-    refused."""
+    """A parser folder may hold an ensemble of members with their own input sizes: its probabilities are the mean
+    of its members', each run alone and resized to the first's; a member whose file does not match its checksum
+    is refused. Here: the shipped network and a small one made by the test, at another size."""
     import shutil
 
     from lookalike.errors import ModelError
+    from lookalike.files import sha256_file
     from lookalike.look.parser import GarmentParser, resized
+    from tests_models_helper import tiny_parser_file
 
-    manifest = json.loads((SHIPPED / "parser.json").read_text())
-    n = len(manifest["members"])
-    assert n >= 2
+    shipped = json.loads((SHIPPED / "parser.json").read_text())
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    shutil.copy(SHIPPED / shipped["onnx"], folder / shipped["onnx"])
+    small = tiny_parser_file(folder / "small.onnx", 96, 144)
+    members = [{"onnx": shipped["onnx"], "sha256": shipped["sha256"]},
+               {"onnx": small.name, "sha256": sha256_file(small), "width": 96, "height": 144, "mean": 0.5, "std": 0.25}]
+    single = {k: v for k, v in shipped.items() if k not in ("onnx", "sha256", "flip")}
+    (folder / "parser.json").write_text(json.dumps({**single, "members": members}))
     photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB")
-    alone = [GarmentParser(member_alone(tmp_path / f"m{i}", i)).parse(photo).probs for i in range(n)]
-    assert len({a.shape for a in alone}) > 1                   # members read the photo at different sizes
+    alone = []
+    for i, member in enumerate(members):
+        one = tmp_path / f"m{i}"
+        one.mkdir()
+        shutil.copy(folder / member["onnx"], one / member["onnx"])
+        (one / "parser.json").write_text(json.dumps({**single, **member}))
+        alone.append(GarmentParser(one).parse(photo).probs)
+    assert alone[0].shape != alone[1].shape                     # members read the photo at different sizes
     size = alone[0].shape[:0:-1]
     alone = [a if a.shape[:0:-1] == size else resized(a, size) for a in alone]
-    together = GarmentParser().parse(photo).probs
-    assert all(not np.allclose(alone[i], alone[j], atol=1e-3) for i in range(n) for j in range(i))
-    assert np.allclose(together, sum(alone) / n, atol=1e-5)
-    broken = tmp_path / "broken"
-    shutil.copytree(SHIPPED, broken)
-    (broken / manifest["members"][1]["onnx"]).write_bytes(b"not a model")
+    together = GarmentParser(folder).parse(photo).probs
+    assert not np.allclose(alone[0], alone[1], atol=1e-3)
+    assert np.allclose(together, sum(alone) / 2, atol=1e-5)
+    small.write_bytes(b"not a model")
     with pytest.raises(ModelError, match="checksum"):
-        GarmentParser(broken)
+        GarmentParser(folder)
 
 
-def member_alone(folder, i):
-    """A parser folder holding member `i` of the shipped ensemble alone."""
+def shipped_with(folder, **changes):
+    """A parser folder holding the shipped network, its manifest changed by `changes` (a None value removes)."""
     import shutil
 
-    manifest = json.loads((SHIPPED / "parser.json").read_text())
-    member = manifest["members"][i]
-    folder.mkdir()
-    shutil.copy(SHIPPED / member["onnx"], folder / member["onnx"])
-    single = {k: v for k, v in manifest.items() if k not in ("members", "ensemble")}
-    (folder / "parser.json").write_text(json.dumps({**single, **member}))
+    shutil.copytree(SHIPPED, folder)
+    manifest = json.loads((folder / "parser.json").read_text())
+    manifest.update(changes)
+    (folder / "parser.json").write_text(json.dumps({k: v for k, v in manifest.items() if v is not None}))
     return folder
 
 
 def test_look_with_another_parser(demo_index, ccp, tmp_path):
-    """`index.look(photo, parser=...)` finds the garments with that parser (one trained by the user, or here one
-    member of the shipped ensemble) instead of the shipped one."""
+    """`index.look(photo, parser=...)` finds the garments with that parser (one trained by the user, or here the
+    shipped network read once, without the mirrored photo and with one acceptance for every kind) instead of the
+    shipped one."""
     from lookalike.look import find_garments, person_detector
     from lookalike.look.parser import GarmentParser
 
-    member = GarmentParser(member_alone(tmp_path / "m0", 0))
+    member = GarmentParser(shipped_with(tmp_path / "plain", flip=None, min_score=None))
     differs = 0
     for n in HELD_OUT[:6]:
         photo = ccp / "photos" / f"{n:04d}.jpg"
@@ -345,7 +382,7 @@ def test_look_with_another_parser(demo_index, ccp, tmp_path):
         expected = {r.kind: r.box for r, _ in find_garments(image, person_detector().detect(image).box, member)}
         assert {g.kind: g.box for g in demo_index.look(photo, k=2, parser=member).garments} == expected
         differs += {g.kind: g.box for g in demo_index.look(photo, k=2).garments} != expected
-    assert differs, "the member alone and the ensemble found the same boxes on every photo: nothing was tested"
+    assert differs, "the plain reading and the shipped parser found the same boxes on every photo: nothing was tested"
 
 
 def test_which_photos_a_parser_never_saw(tmp_path):
@@ -353,9 +390,8 @@ def test_which_photos_a_parser_never_saw(tmp_path):
     member's `holdout` (a manifest without one trained on the even half)."""
     from lookalike.look.parser import GarmentParser
 
-    folder = member_alone(tmp_path / "m", 0)
+    folder = shipped_with(tmp_path / "m", holdout=None)
     manifest = json.loads((folder / "parser.json").read_text())
-    manifest.pop("holdout", None)
     (folder / "parser.json").write_text(json.dumps(manifest))
     assert [n for n in range(10) if GarmentParser(folder).never_saw(n)] == [1, 3, 5, 7, 9]
     (folder / "parser.json").write_text(json.dumps({**manifest, "holdout": "quarter"}))
@@ -369,17 +405,12 @@ def test_which_photos_a_parser_never_saw(tmp_path):
 
 
 def test_a_parser_with_flip_reads_the_mirrored_photo_too(tmp_path):
-    """`"flip": true` in parser.json averages each member's reading of the photo and of its mirror image, mapped
-    back: so the parse of a mirrored photo is the mirror of the photo's parse."""
-    import shutil
-
+    """`"flip": true` in parser.json (the shipped parser has it) averages each member's reading of the photo and
+    of its mirror image, mapped back: so the parse of a mirrored photo is the mirror of the photo's parse."""
     from lookalike.look.parser import GarmentParser
 
-    flipped = tmp_path / "flip"
-    shutil.copytree(SHIPPED, flipped)
-    manifest = json.loads((flipped / "parser.json").read_text())
-    (flipped / "parser.json").write_text(json.dumps({**manifest, "flip": True}))
-    plain, both = GarmentParser(), GarmentParser(flipped)
+    assert json.loads((SHIPPED / "parser.json").read_text())["flip"] is True
+    plain, both = GarmentParser(shipped_with(tmp_path / "plain", flip=None)), GarmentParser()
     # the parser's own aspect: no padding, so mirroring the photo mirrors the parser's input exactly
     photo = Image.open(sorted((DEMO / "dress").glob("*.jpg"))[0]).convert("RGB").resize((256, 384))
     mirror = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -406,7 +437,7 @@ def test_tags_correct_the_parsers_pseudo_masks():
 
 def test_pseudo_masks_of_tagged_photos_train_a_parser(tmp_path):
     """Photo 1006 is tagged dress, bag and shoes and has no mask. The shipped parser calls part of the dress a
-    top; the pseudo mask has no top, and the dress. A parser trains on annotated and pseudo-masked photos."""
+    bottom; the pseudo mask has no bottom (nor top), and more of the dress. A parser trains on annotated and pseudo-masked photos."""
     pytest.importorskip("torch", reason="training needs the train extra (torch)")
     from lookalike.images import load_image
     from lookalike.look.kinds import CLASSES
@@ -418,7 +449,7 @@ def test_pseudo_masks_of_tagged_photos_train_a_parser(tmp_path):
     (tmp_path / "photos" / "1100.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     (tmp_path / "tags.json").write_text(json.dumps({"1006": tags["1006"], "0002": ["null", "dress"], "1100": ["bag"]}))
     raw = garment_parser().parse(load_image(tmp_path / "photos" / "1006.jpg")).labels
-    assert (raw == CLASSES.index("top")).sum() > 100
+    assert (raw == CLASSES.index("bottom")).sum() > 100
     summary = make_pseudo(tmp_path, tmp_path / "tags.json", tmp_path / "pseudo", log=lambda m: None)
     assert summary["photos"] == 1          # photo 0002 has a mask of its own; 1100 cannot be read
     assert list(summary["skipped"]) == ["1100"] and not (tmp_path / "pseudo" / "masks" / "1100.png").exists()

@@ -35,3 +35,24 @@ def tiny_onnx_model(tmp_path: Path, name: str = "tiny"):
     return import_model(tiny_onnx_file(tmp_path / f"{name}.onnx"), name,
                         input=InputSpec(width=32, height=32), embedding=EmbeddingSpec(output="features"),
                         home=tmp_path / "models")
+
+
+def tiny_parser_file(path: Path, width: int, height: int, classes: int = 7, seed: int = 0) -> Path:
+    """A real ONNX garment parser of fixed input size: a 1x1 convolution and a softmax over `classes` per pixel."""
+    onnx = __import__("pytest").importorskip("onnx", reason="the test extra (onnx) builds the test model")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.normal(0, 2, (classes, 3, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
+    graph = helper.make_graph(nodes, "tiny-parser",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, height, width])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, classes, height, width])],
+                              [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

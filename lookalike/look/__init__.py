@@ -106,7 +106,7 @@ def find_garments(image: Image.Image, body: tuple[int, int, int, int], parser: G
     view = person_view(image.size, body, (p.width, p.height))
     part = image.crop(view) if view else image
     parsed = p.parse(part)
-    found = [(r, garment_crop(part, parsed, r)) for r in p.regions(parsed)]
+    found = [(r, garment_crop(part, parsed, r)) for r in p.regions(parsed, p.min_score)]
     if view:
         found = [(replace(r, box=(r.box[0] + view[0], r.box[1] + view[1], r.box[2] + view[0], r.box[3] + view[1])), c)
                  for r, c in found]

@@ -15,7 +15,10 @@ from .kinds import CLASSES, KINDS
 
 SHIPPED = Path(__file__).parent / "parser"
 MIN_AREA = 0.004        # of the photo: smaller garments are noise
-MIN_SCORE = 0.5         # mean probability of the kind over its pixels
+MIN_SCORE = 0.5         # mean probability of the kind over its pixels (a parser's `min_score` may raise it per kind)
+#: A bottom or one-piece cut by the lower edge of the photo and shorter than this share of it is the hem of a top
+#: or a sliver of trousers in a half-body shot, not a garment to shop for (chosen on half-body crops: docs/training.md)
+EDGE_SLIVER = 0.2
 KEEP_PART = 0.3         # blobs of a kind smaller than this share of its largest blob are stray pixels
 #: Which annotated Clothing Co-Parsing photos (by number) a parser's training keeps out (`holdout` in parser.json).
 HOLDOUTS = {"odd": lambda n: n % 2 == 1, "quarter": lambda n: n % 4 == 1, "none": lambda n: False}
@@ -53,7 +56,8 @@ class GarmentParser:
     `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. A member may have its
     own input size and normalisation (`width`, `height`, `mean`, `std`; else the manifest's): its probabilities are
     resized to the first member's before averaging. With `"flip": true` each member also reads the mirrored
-    photo, and its mirrored-back probabilities join the average."""
+    photo, and its mirrored-back probabilities join the average. `min_score` (kind -> probability) raises the
+    acceptance of a kind the parser over-reads above MIN_SCORE."""
 
     def __init__(self, folder: str | Path = SHIPPED):
         import onnxruntime as ort
@@ -74,6 +78,7 @@ class GarmentParser:
             self.inputs.append(tuple(member[k] if k in member else self.manifest[k]
                                      for k in ("width", "height", "mean", "std")))
         self.width, self.height = self.inputs[0][:2]
+        self.min_score = {k: float(v) for k, v in (self.manifest.get("min_score") or {}).items()}
 
     def never_saw(self, number: int) -> bool:
         """Whether annotated CCP photo `number` was kept out of the training of every member, so that measuring
@@ -106,9 +111,10 @@ class GarmentParser:
         return probs[:, y0:y0 + nh, x0:x0 + nw]
 
     @staticmethod
-    def regions(parsed: Parsed) -> list[Region]:
+    def regions(parsed: Parsed, min_score: dict[str, float] | None = None) -> list[Region]:
         """One box per garment kind present: the extent of its main blobs (the largest, and any at least
-        KEEP_PART of its size, so both shoes count but a stray patch on the wall does not)."""
+        KEEP_PART of its size, so both shoes count but a stray patch on the wall does not). A kind whose pixels'
+        mean probability is below its `min_score` (else MIN_SCORE) is not present; nor is an EDGE_SLIVER."""
         h, w = parsed.labels.shape
         sx, sy = parsed.size[0] / w, parsed.size[1] / h
         out = []
@@ -119,7 +125,7 @@ class GarmentParser:
             if area < MIN_AREA:
                 continue
             score = float(parsed.probs[c][mask].mean())
-            if score < MIN_SCORE:
+            if score < (min_score or {}).get(kind, MIN_SCORE):
                 continue
             blobs = components(mask)
             largest = max(b[0] for b in blobs)
@@ -128,6 +134,8 @@ class GarmentParser:
             x1, y1 = max(b[3] for b in kept), max(b[4] for b in kept)
             box = (int(x0 * sx), int(y0 * sy), int(min(parsed.size[0], x1 * sx)), int(min(parsed.size[1], y1 * sy)))
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
+                continue
+            if kind in ("bottom", "one-piece") and y1 >= h - 1 and (y1 - y0) < EDGE_SLIVER * h:
                 continue
             out.append(Region(kind, box, round(score * min(1.0, area / (4 * MIN_AREA)), 4), area))
         return out
