@@ -36,7 +36,7 @@ from lookalike import Index
 from lookalike.look import find_garments, person_detector
 from lookalike.look import garment_parser as get_parser
 from lookalike.look.kinds import KINDS, Kinds
-from lookalike.look.parser import GarmentParser
+from lookalike.look.parser import EDGE_SLIVER, MIN_AREA, MIN_SCORE, GarmentParser
 from lookalike.rerank import Agreement, LabelCodes
 
 console = Console()
@@ -161,6 +161,8 @@ def main() -> None:
     if not test:
         raise SystemExit("this parser trained on every annotated photo: no held-out photos to measure it on")
     results = {"parser": [m["sha256"][:12] for m in parser.manifest.get("members") or [parser.manifest]],
+               "parser_settings": {"flip": bool(parser.manifest.get("flip")), "min_score": parser.min_score,
+                                   "default_min_score": MIN_SCORE, "min_area": MIN_AREA, "edge_sliver": EDGE_SLIVER},
                "heldout_photos": len(test), "localisation_heldout": localisation(test, parser),
                "localisation_all600": localisation(everything, parser),
                "localisation_upper_half": localisation(test, parser, upper=0.5)}

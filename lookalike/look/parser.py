@@ -16,8 +16,9 @@ from .kinds import CLASSES, KINDS
 SHIPPED = Path(__file__).parent / "parser"
 MIN_AREA = 0.004        # of the photo: smaller garments are noise
 MIN_SCORE = 0.5         # mean probability of the kind over its pixels (a parser's `min_score` may raise it per kind)
-#: A bottom or one-piece cut by the lower edge of the photo and shorter than this share of it is the hem of a top
-#: or a sliver of trousers in a half-body shot, not a garment to shop for (chosen on half-body crops: docs/training.md)
+#: A bottom or one-piece cut by the lower edge of the parsed view (the photo, or its part around the person) and
+#: shorter than this share of it is the hem of a top or a sliver of trousers in a half-body shot, not a garment to
+#: shop for (chosen on half-body crops: docs/training.md). A detector's boxes (`--detector`) are taken as they are.
 EDGE_SLIVER = 0.2
 KEEP_PART = 0.3         # blobs of a kind smaller than this share of its largest blob are stray pixels
 #: Which annotated Clothing Co-Parsing photos (by number) a parser's training keeps out (`holdout` in parser.json).
@@ -78,7 +79,12 @@ class GarmentParser:
             self.inputs.append(tuple(member[k] if k in member else self.manifest[k]
                                      for k in ("width", "height", "mean", "std")))
         self.width, self.height = self.inputs[0][:2]
-        self.min_score = {k: float(v) for k, v in (self.manifest.get("min_score") or {}).items()}
+        self.min_score = dict(self.manifest.get("min_score") or {})
+        bad = [k for k, v in self.min_score.items()
+               if k not in KINDS or isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
+        if bad:
+            raise ModelError(f"{folder}: min_score must map garment kinds ({', '.join(KINDS)}) to probabilities "
+                             f"from 0 to 1; not {bad[0]!r}")
 
     def never_saw(self, number: int) -> bool:
         """Whether annotated CCP photo `number` was kept out of the training of every member, so that measuring
@@ -135,6 +141,7 @@ class GarmentParser:
             box = (int(x0 * sx), int(y0 * sy), int(min(parsed.size[0], x1 * sx)), int(min(parsed.size[1], y1 * sy)))
             if box[2] - box[0] < 4 or box[3] - box[1] < 4:
                 continue
+            # cut by the lower edge: its last row, or the one above it (the row next to the padding reads mixed)
             if kind in ("bottom", "one-piece") and y1 >= h - 1 and (y1 - y0) < EDGE_SLIVER * h:
                 continue
             out.append(Region(kind, box, round(score * min(1.0, area / (4 * MIN_AREA)), 4), area))
