@@ -6,8 +6,23 @@ from pathlib import Path
 import numpy as np
 
 
+def _onnx():
+    return __import__("pytest").importorskip("onnx", reason="the test extra (onnx) builds the test model")
+
+
+def _save(graph, path: Path) -> Path:
+    """The graph as a checked ONNX file (opset 17) at `path`."""
+    onnx = _onnx()
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def tiny_onnx_file(path: Path, channels: int = 8, seed: int = 0) -> Path:
-    onnx = __import__("pytest").importorskip("onnx", reason="the test extra (onnx) builds the test model")
+    _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -21,12 +36,7 @@ def tiny_onnx_file(path: Path, channels: int = 8, seed: int = 0) -> Path:
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, 32, 32])],
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, channels]),
                                helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])], [w, hw])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path)
 
 
 def tiny_onnx_model(tmp_path: Path, name: str = "tiny"):
@@ -39,7 +49,7 @@ def tiny_onnx_model(tmp_path: Path, name: str = "tiny"):
 
 def tiny_parser_file(path: Path, width: int, height: int, classes: int = 7, seed: int = 0) -> Path:
     """A real ONNX garment parser of fixed input size: a 1x1 convolution and a softmax over `classes` per pixel."""
-    onnx = __import__("pytest").importorskip("onnx", reason="the test extra (onnx) builds the test model")
+    _onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
@@ -50,9 +60,4 @@ def tiny_parser_file(path: Path, width: int, height: int, classes: int = 7, seed
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3, height, width])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, classes, height, width])],
                               [w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path)
