@@ -15,7 +15,7 @@ from .kinds import CLASSES, KINDS
 
 SHIPPED = Path(__file__).parent / "parser"
 MIN_AREA = 0.004        # of the photo: smaller garments are noise
-MIN_SCORE = 0.5         # mean probability of the kind over its pixels (a parser's `min_score` may raise it per kind)
+MIN_SCORE = 0.5         # mean probability of the kind over its pixels (a parser's `min_score` may set it per kind)
 #: A bottom or one-piece cut by the lower edge of the parsed view (the photo, or its part around the person) and
 #: shorter than this share of it is the hem of a top or a sliver of trousers in a half-body shot, not a garment to
 #: shop for (chosen on half-body crops: docs/training.md). A detector's boxes (`--detector`) are taken as they are.
@@ -57,8 +57,8 @@ class GarmentParser:
     `members` (each an `onnx` and its `sha256`) whose per-pixel probabilities are averaged. A member may have its
     own input size and normalisation (`width`, `height`, `mean`, `std`; else the manifest's): its probabilities are
     resized to the first member's before averaging. With `"flip": true` each member also reads the mirrored
-    photo, and its mirrored-back probabilities join the average. `min_score` (kind -> probability) raises the
-    acceptance of a kind the parser over-reads above MIN_SCORE."""
+    photo, and its mirrored-back probabilities join the average. `min_score` (kind -> probability) sets the
+    acceptance of a kind (others: MIN_SCORE), e.g. a stricter one for a kind the parser over-reads."""
 
     def __init__(self, folder: str | Path = SHIPPED):
         import onnxruntime as ort
